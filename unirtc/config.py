@@ -1,0 +1,431 @@
+"""The INI file turned into typed, validated settings.
+
+Every key has a default, so a file holding only ``[server] domain = falcot.com`` runs the whole
+server.  Errors name the file, section and key with the form expected; unknown sections and keys
+are errors too, because a misspelt key silently ignored is a security setting silently lost.
+Paths are resolved against the config file's folder at load time, before twistd changes directory.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from twisted.internet.endpoints import serverFromString
+
+from unirtc.xmpp.jid import JID, InvalidJID, normalize_domain
+
+DEFAULT_CONFIG = Path("/etc/unirtc/unirtc.ini")
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+SIP_TRANSPORTS = ("udp", "tcp", "tls")
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased so an administrator can fix it without reading code."""
+
+    def __init__(self, path: Path, section: str | None, key: str | None, message: str) -> None:
+        where = str(path)
+        if section:
+            where += f": [{section}]"
+        if key:
+            where += f" {key}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class UdpListener:
+    """Our own ``udp:PORT[:interface=ADDR]`` form: Twisted has no ``udp:`` endpoint type."""
+
+    port: int
+    interface: str = ""
+
+    def __str__(self) -> str:
+        return f"udp:{self.port}" + (f":interface={self.interface}" if self.interface else "")
+
+
+@dataclass(frozen=True)
+class SipListener:
+    """One SIP transport listener from ``[sip] listen``."""
+
+    transport: str
+    port: int
+    interface: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.transport}:{self.port}" + (
+            f":interface={self.interface}" if self.interface else ""
+        )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    domain: str
+    admins: tuple[JID, ...]
+    state_dir: Path
+    database: str
+    log_level: str
+    plugin_paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    certificate: Path
+    key: Path
+    self_signed: bool
+    ca: Path | None
+
+
+@dataclass(frozen=True)
+class XMPPSettings:
+    c2s: str
+    c2s_direct_tls: str
+    s2s: str
+    plugins: tuple[str, ...] | None  # None: every bundled plugin
+    max_stanza_size: int
+
+
+@dataclass(frozen=True)
+class MUCSettings:
+    domain: str
+
+
+@dataclass(frozen=True)
+class S2SSettings:
+    hosts: dict[str, tuple[str, int]]
+    require_encryption: bool
+    dialback: bool
+
+
+@dataclass(frozen=True)
+class ComponentSettings:
+    listen: str
+    secrets: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SIPSettings:
+    domains: tuple[str, ...]
+    listen: tuple[SipListener, ...]
+
+
+@dataclass(frozen=True)
+class TURNSettings:
+    secret: str | None
+    realm: str
+    ttl: int
+    uris: tuple[str, ...]
+    stun: UdpListener | None
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    listen: str
+    tls: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    server: ServerSettings
+    tls: TLSSettings
+    xmpp: XMPPSettings
+    muc: MUCSettings
+    s2s: S2SSettings
+    components: ComponentSettings
+    sip: SIPSettings
+    turn: TURNSettings
+    web: WebSettings
+
+    @property
+    def served_domains(self) -> list[str]:
+        """Every DNS name clients reach this server by, for certificates and SRV records."""
+        names = [self.server.domain, self.muc.domain, *self.sip.domains]
+        return list(dict.fromkeys(names))
+
+
+# Every section and key this version understands; [components] also takes `name = secret` pairs.
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "server": ("domain", "admins", "state_dir", "database", "log_level", "plugin_paths"),
+    "tls": ("certificate", "key", "self_signed", "ca"),
+    "xmpp": ("c2s", "c2s_direct_tls", "s2s", "plugins", "max_stanza_size"),
+    "muc": ("domain",),
+    "s2s": ("hosts", "require_encryption", "dialback"),
+    "components": ("listen",),
+    "sip": ("domains", "listen"),
+    "turn": ("secret", "secret_file", "realm", "ttl", "uris", "stun"),
+    "web": ("listen", "tls"),
+}
+
+
+class _Reader:
+    """Typed getters over one parsed file; each error names file, section and key."""
+
+    def __init__(self, path: Path, parser: configparser.ConfigParser) -> None:
+        self.path = path
+        self.parser = parser
+
+    def error(self, section: str, key: str | None, message: str) -> ConfigError:
+        return ConfigError(self.path, section, key, message)
+
+    def raw(self, section: str, key: str) -> str | None:
+        if not self.parser.has_option(section, key):
+            return None
+        return self.parser.get(section, key).strip()
+
+    def text(self, section: str, key: str, default: str) -> str:
+        value = self.raw(section, key)
+        return default if value is None else value
+
+    def boolean(self, section: str, key: str, default: bool) -> bool:
+        value = self.raw(section, key)
+        if value is None or value == "":
+            return default
+        lowered = value.lower()
+        if lowered in configparser.ConfigParser.BOOLEAN_STATES:
+            return configparser.ConfigParser.BOOLEAN_STATES[lowered]
+        raise self.error(section, key, f"expected yes or no, got {value!r}")
+
+    def integer(self, section: str, key: str, default: int, minimum: int = 1) -> int:
+        value = self.raw(section, key)
+        if value is None or value == "":
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.error(section, key, f"expected an integer, got {value!r}") from None
+        if number < minimum:
+            raise self.error(section, key, f"expected an integer >= {minimum}, got {number}")
+        return number
+
+    def words(self, section: str, key: str) -> list[str] | None:
+        value = self.raw(section, key)
+        if value is None:
+            return None
+        return [word for word in re.split(r"[\s,]+", value) if word]
+
+    def path(self, section: str, key: str, default: Path) -> Path:
+        value = self.raw(section, key)
+        return default if not value else (self.path.parent / value).resolve()
+
+    def domain(self, section: str, key: str, default: str) -> str:
+        value = self.text(section, key, default)
+        try:
+            return normalize_domain(value)
+        except InvalidJID as e:
+            raise self.error(section, key, f"invalid domain {value!r}: {e}") from None
+
+    def endpoint(self, section: str, key: str, default: str) -> str:
+        """A Twisted server endpoint description, or empty for no listener."""
+        value = self.text(section, key, default)
+        if value:
+            try:
+                serverFromString(None, value)
+            except (ValueError, TypeError, KeyError) as e:
+                raise self.error(
+                    section, key,
+                    f"expected a Twisted endpoint such as 'tcp:5222' or "
+                    f"'tcp:5222:interface=\\:\\:' (escape colons), got {value!r}: {e}",
+                ) from None
+        return value
+
+
+def _split_listener(reader: _Reader, section: str, key: str, word: str) -> tuple[str, int, str]:
+    """``kind:PORT[:interface=ADDR]`` where ADDR may hold unescaped or escaped IPv6 colons."""
+    match = re.fullmatch(r"([a-z]+):(\d{1,5})(?::interface=(.+))?", word)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise reader.error(
+            section, key, f"expected TRANSPORT:PORT[:interface=ADDR], got {word!r}"
+        )
+    interface = (match.group(3) or "").replace("\\:", ":")
+    return match.group(1), int(match.group(2)), interface
+
+
+def _sip_listeners(reader: _Reader) -> tuple[SipListener, ...]:
+    words = reader.words("sip", "listen")
+    if words is None:
+        words = ["udp:5060", "tcp:5060", "tls:5061"]
+    listeners = []
+    for word in words:
+        transport, port, interface = _split_listener(reader, "sip", "listen", word)
+        if transport not in SIP_TRANSPORTS:
+            raise reader.error("sip", "listen", f"unknown SIP transport {transport!r} in {word!r}; "
+                               f"expected one of {', '.join(SIP_TRANSPORTS)}")
+        listeners.append(SipListener(transport, port, interface))
+    return tuple(listeners)
+
+
+def _stun_listener(reader: _Reader) -> UdpListener | None:
+    value = reader.text("turn", "stun", "udp:3478")
+    if not value:
+        return None
+    kind, port, interface = _split_listener(reader, "turn", "stun", value)
+    if kind != "udp":
+        raise reader.error("turn", "stun", f"the embedded STUN responder listens on udp:PORT, got {value!r}")
+    return UdpListener(port, interface)
+
+
+def _s2s_hosts(reader: _Reader) -> dict[str, tuple[str, int]]:
+    hosts = {}
+    for word in reader.words("s2s", "hosts") or []:
+        match = re.fullmatch(r"([^=]+)=(\[[^\]]+\]|[^:\[\]]+)(?::(\d{1,5}))?", word)
+        if not match:
+            raise reader.error("s2s", "hosts", f"expected domain=host:port, got {word!r}")
+        try:
+            domain = normalize_domain(match.group(1))
+        except InvalidJID as e:
+            raise reader.error("s2s", "hosts", f"invalid domain in {word!r}: {e}") from None
+        hosts[domain] = (match.group(2).strip("[]"), int(match.group(3) or 5269))
+    return hosts
+
+
+def _components(reader: _Reader) -> ComponentSettings:
+    listen = reader.endpoint("components", "listen", "tcp:5347:interface=127.0.0.1")
+    secrets = {}
+    if reader.parser.has_section("components"):
+        for name, secret in reader.parser.items("components"):
+            if name == "listen":
+                continue
+            try:
+                domain = normalize_domain(name)
+            except InvalidJID as e:
+                raise reader.error("components", name, f"a component name must be a domain: {e}") from None
+            if not secret.strip():
+                raise reader.error("components", name, "the component secret is empty")
+            secrets[domain] = secret.strip()
+    return ComponentSettings(listen, secrets)
+
+
+def _turn(reader: _Reader, domain: str) -> TURNSettings:
+    secret = reader.raw("turn", "secret") or None
+    secret_file = reader.raw("turn", "secret_file")
+    if secret and secret_file:
+        raise reader.error("turn", "secret_file", "set either secret or secret_file, not both")
+    if secret_file:
+        path = (reader.path.parent / secret_file).resolve()
+        try:
+            secret = path.read_text().strip()
+        except OSError as e:
+            raise reader.error("turn", "secret_file", f"cannot read {path}: {e.strerror}") from None
+        if not secret:
+            raise reader.error("turn", "secret_file", f"{path} is empty")
+    uris = reader.words("turn", "uris")
+    if uris is None:
+        uris = [f"stun:{domain}:3478", f"turn:{domain}:3478?transport=udp",
+                f"turn:{domain}:3478?transport=tcp"]
+    for uri in uris:
+        if not re.fullmatch(r"(stuns?|turns?):[^\s]+", uri):
+            raise reader.error("turn", "uris", f"expected stun:, stuns:, turn: or turns: URIs, got {uri!r}")
+    return TURNSettings(
+        secret=secret,
+        realm=reader.text("turn", "realm", domain) or domain,
+        ttl=reader.integer("turn", "ttl", 86400, minimum=60),
+        uris=tuple(uris),
+        stun=_stun_listener(reader),
+    )
+
+
+def _admins(reader: _Reader) -> tuple[JID, ...]:
+    admins = []
+    for word in reader.words("server", "admins") or []:
+        try:
+            admins.append(JID.parse(word).bare)
+        except InvalidJID as e:
+            raise reader.error("server", "admins", f"invalid JID {word!r}: {e}") from None
+    return tuple(admins)
+
+
+def _check_known(reader: _Reader) -> None:
+    for section in reader.parser.sections():
+        if section not in KNOWN_KEYS:
+            raise reader.error(section, None, f"unknown section; expected one of "
+                               f"{', '.join('[' + s + ']' for s in KNOWN_KEYS)}")
+        if section == "components":
+            continue
+        for key in reader.parser.options(section):
+            if key not in KNOWN_KEYS[section]:
+                raise reader.error(section, key, f"unknown key; [{section}] takes "
+                                   f"{', '.join(KNOWN_KEYS[section])}")
+
+
+def _read(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=True, empty_lines_in_values=False)
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except FileNotFoundError:
+        raise ConfigError(path, None, None, "configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path, None, None, f"cannot read configuration: {e}") from None
+    except configparser.Error as e:
+        message = str(e).splitlines()[0]
+        raise ConfigError(path, None, None, f"not a valid INI file: {message}") from None
+    return parser
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read, validate and resolve one configuration file."""
+    path = Path(path).absolute()
+    reader = _Reader(path, _read(path))
+    _check_known(reader)
+    if not reader.raw("server", "domain"):
+        raise reader.error("server", "domain", "required: the account domain, e.g. falcot.com")
+    domain = reader.domain("server", "domain", "")
+    state_dir = reader.path("server", "state_dir", (path.parent / "var").resolve())
+    log_level = reader.text("server", "log_level", "info").lower()
+    if log_level not in LOG_LEVELS:
+        raise reader.error("server", "log_level", f"expected one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    database = reader.text("server", "database", "") or f"sqlite:///{state_dir / 'unirtc.sqlite'}"
+    if not re.match(r"^[a-z][a-z0-9+]*://", database):
+        raise reader.error("server", "database", f"expected an SQLAlchemy URL such as "
+                           f"sqlite:////var/lib/unirtc/unirtc.sqlite, got {database!r}")
+    server = ServerSettings(
+        domain=domain,
+        admins=_admins(reader),
+        state_dir=state_dir,
+        database=database,
+        log_level=log_level,
+        plugin_paths=tuple((path.parent / p).resolve() for p in reader.words("server", "plugin_paths") or []),
+    )
+    tls = TLSSettings(
+        certificate=reader.path("tls", "certificate", state_dir / "certificate.pem"),
+        key=reader.path("tls", "key", state_dir / "key.pem"),
+        self_signed=reader.boolean("tls", "self_signed", True),
+        ca=reader.path("tls", "ca", Path()) if reader.raw("tls", "ca") else None,
+    )
+    plugins = reader.words("xmpp", "plugins")
+    xmpp = XMPPSettings(
+        c2s=reader.endpoint("xmpp", "c2s", "tcp:5222"),
+        c2s_direct_tls=reader.endpoint("xmpp", "c2s_direct_tls", "tcp:5223"),
+        s2s=reader.endpoint("xmpp", "s2s", "tcp:5269"),
+        plugins=None if plugins is None else tuple(dict.fromkeys(plugins)),
+        max_stanza_size=reader.integer("xmpp", "max_stanza_size", 262144, minimum=10000),
+    )
+    sip_domains = []
+    for word in reader.words("sip", "domains") or [domain]:
+        try:
+            sip_domains.append(normalize_domain(word))
+        except InvalidJID as e:
+            raise reader.error("sip", "domains", f"invalid domain {word!r}: {e}") from None
+    if domain not in sip_domains:
+        sip_domains.insert(0, domain)
+    return Settings(
+        path=path,
+        server=server,
+        tls=tls,
+        xmpp=xmpp,
+        muc=MUCSettings(reader.domain("muc", "domain", f"conference.{domain}")),
+        s2s=S2SSettings(
+            hosts=_s2s_hosts(reader),
+            require_encryption=reader.boolean("s2s", "require_encryption", True),
+            dialback=reader.boolean("s2s", "dialback", True),
+        ),
+        components=_components(reader),
+        sip=SIPSettings(domains=tuple(sip_domains), listen=_sip_listeners(reader)),
+        turn=_turn(reader, domain),
+        web=WebSettings(
+            listen=reader.endpoint("web", "listen", "tcp:5281"),
+            tls=reader.boolean("web", "tls", True),
+        ),
+    )

@@ -163,11 +163,11 @@ class _Reader:
     """Typed getters over one parsed file; each error names file, section and key."""
 
     def __init__(self, path: Path, parser: configparser.ConfigParser) -> None:
-        self.path = path
+        self.file = path
         self.parser = parser
 
     def error(self, section: str, key: str | None, message: str) -> ConfigError:
-        return ConfigError(self.path, section, key, message)
+        return ConfigError(self.file, section, key, message)
 
     def raw(self, section: str, key: str) -> str | None:
         if not self.parser.has_option(section, key):
@@ -207,7 +207,7 @@ class _Reader:
 
     def path(self, section: str, key: str, default: Path) -> Path:
         value = self.raw(section, key)
-        return default if not value else (self.path.parent / value).resolve()
+        return default if not value else (self.file.parent / value).resolve()
 
     def domain(self, section: str, key: str, default: str) -> str:
         value = self.text(section, key, default)
@@ -303,7 +303,7 @@ def _turn(reader: _Reader, domain: str) -> TURNSettings:
     if secret and secret_file:
         raise reader.error("turn", "secret_file", "set either secret or secret_file, not both")
     if secret_file:
-        path = (reader.path.parent / secret_file).resolve()
+        path = (reader.file.parent / secret_file).resolve()
         try:
             secret = path.read_text().strip()
         except OSError as e:

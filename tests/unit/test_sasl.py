@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from unirtc.directory.secrets import ScramSecret, derive_scram, salted_password, scram_keys
+from unirtc.directory.secrets import (
+    ScramSecret,
+    derive_scram,
+    prepare_password,
+    salted_password,
+    scram_keys,
+)
 from unirtc.xmpp.sasl import (
     MAX_SCRAM_MESSAGE,
     SCRAM_MECHANISMS,
@@ -371,6 +377,18 @@ class PlainTests(SynchronousTestCase):
             server = PlainServer()
             server.start(b"\x00user\x00" + password.encode())
             self.assertEqual(server.finish(secret, password), Failure("not-authorized"))
+
+    def test_passwordPrepared(self) -> None:
+        """If a password is sent decomposed while it was stored composed, OpaqueString's NFC makes
+        them equal and PLAIN succeeds; a password the profile rejects is not-authorized."""
+        stored = derive_scram("sha256", prepare_password("caf\u00e9"), b"salt", 4096)
+        server = PlainServer()
+        request = server.start("\x00user\x00cafe\u0301".encode())
+        assert isinstance(request, PlainRequest)
+        self.assertEqual(server.finish(stored, request.password), Success(None, "user", None))
+        server = PlainServer()
+        server.start(b"\x00user\x00bad\x07")
+        self.assertEqual(server.finish(stored, "bad\x07"), Failure("not-authorized"))
 
     def test_malformed(self) -> None:
         """If fields are missing, empty, too long, not UTF-8 or extra, PLAIN is malformed."""

@@ -13,14 +13,14 @@ the caller fetches it in between; nothing here does I/O or keeps global state::
 
     plain = PlainServer()
     request = plain.start(initial)               # PlainRequest(authzid, username, password)
-    result = plain.finish(secret_or_None, prepared_password)
+    result = plain.finish(secret_or_None, request.password)
 
 Payloads are the decoded SASL bytes; ``decode_payload``/``encode_payload`` do RFC 6120's base64
 and "=" conventions. When ``<auth/>`` carries no initial response, send ``Challenge(b"")`` and pass
 the client's next response to ``start``. Hostile input never raises: it yields a ``Failure`` whose
 ``text`` is the RFC 5802 server-error value where one exists. Once failed, every step fails.
 Usernames are returned as sent (SCRAM ``=2C``/``=3D`` decoded); the caller prepares them as JID
-localparts, prepares PLAIN passwords like stored ones, and checks authzids (``check_authzid``).
+localparts and checks authzids (``check_authzid``); PLAIN prepares passwords as stored ones are.
 ``SCRAM_MECHANISMS`` maps an offered name to ScramServer's ``(hash_name, plus)``.
 """
 
@@ -41,6 +41,7 @@ from unirtc.directory.secrets import (
     DEFAULT_ITERATIONS,
     SCRAM_HASHES,
     ScramSecret,
+    prepare_password,
     verify_scram_password,
 )
 
@@ -424,10 +425,18 @@ class PlainServer:
         return self._request
 
     def finish(self, secret: ScramSecret | None, password: str) -> Success | Failure:
-        """Verify the (prepared) password against the account's secret; None: unknown account."""
+        """Verify the password from ``start`` against the account's secret; None: unknown account.
+
+        The password is prepared with the PRECIS OpaqueString profile, as stored ones are; one the
+        profile rejects cannot match and is not-authorized.
+        """
         if self._state is not _State.AWAIT_SECRET or self._request is None:
             return self._fail("unexpected-message")
         self._state = _State.DONE
+        try:
+            password = prepare_password(password)
+        except ValueError:
+            secret = None
         if secret is None:
             # same PBKDF2 work as a real check, against a key nothing can match
             unmatchable = ScramSecret("sha256", bytes(16), self._fake_iterations, b"", b"")

@@ -1,0 +1,223 @@
+"""``unirtc-ctl``: administer accounts and the database, as prosodyctl does for Prosody.
+
+It uses the same store functions as the server, synchronously, so secrets are derived exactly
+the same way; a running server notices its writes through the directory generation counter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from unirtc import __version__
+from unirtc.config import DEFAULT_CONFIG, ConfigError, Settings, load_settings
+from unirtc.directory import migrate, store
+from unirtc.directory.engine import make_engine
+from unirtc.dns import zone_records
+from unirtc.tls import CertificateFiles, check_certificate, is_warning
+from unirtc.xmpp.jid import JID, InvalidJID
+
+
+class CtlError(Exception):
+    """One line for stderr; the command exits non-zero and has changed nothing."""
+
+
+def _account(settings: Settings, text: str) -> JID:
+    try:
+        jid = JID.parse(text)
+    except InvalidJID as e:
+        raise CtlError(f"invalid JID {text!r}: {e}") from None
+    if jid.local is None or jid.resource is not None:
+        raise CtlError(f"{text!r} is not an account address; expected user@{settings.server.domain}")
+    if jid.domain != settings.server.domain:
+        raise CtlError(f"this server does not serve accounts on {jid.domain}; "
+                       f"it serves {settings.server.domain} ([server] domain in {settings.path})")
+    return jid
+
+
+def _open(settings: Settings) -> Engine:
+    """The directory engine; a fresh database is created, one that is behind is refused."""
+    engine = make_engine(settings.server.database)
+    status = migrate.schema_status(engine)
+    if status.empty:
+        migrate.upgrade(engine)
+    elif not status.up_to_date:
+        raise CtlError(f"the database schema is behind; run: unirtc-ctl -c {settings.path} db upgrade")
+    return engine
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Enter new password: ")
+        if password != getpass.getpass("Retype new password: "):
+            raise CtlError("passwords do not match; nothing changed")
+    if not password:
+        raise CtlError("empty password; nothing changed")
+    return password
+
+
+def cmd_adduser(settings: Settings, args: argparse.Namespace) -> int:
+    jid = _account(settings, args.jid)
+    engine = _open(settings)
+    with store.transaction(engine) as session:
+        if store.get_credentials(session, jid.local, jid.domain) is not None:
+            raise CtlError(f"account {jid} already exists")
+    password = _read_password(args)
+    with store.transaction(engine) as session:
+        store.create_account(session, jid.local, jid.domain, password)
+    print(f"Created account {jid} (XMPP {jid}, SIP sip:{jid})")
+    return 0
+
+
+def cmd_passwd(settings: Settings, args: argparse.Namespace) -> int:
+    jid = _account(settings, args.jid)
+    engine = _open(settings)
+    with store.transaction(engine) as session:
+        if store.get_credentials(session, jid.local, jid.domain) is None:
+            raise CtlError(f"no account {jid}")
+    password = _read_password(args)
+    with store.transaction(engine) as session:
+        store.set_password(session, jid.local, jid.domain, password)
+    print(f"Changed the password of {jid}")
+    return 0
+
+
+def cmd_deluser(settings: Settings, args: argparse.Namespace) -> int:
+    jid = _account(settings, args.jid)
+    engine = _open(settings)
+    with store.transaction(engine) as session:
+        if store.get_credentials(session, jid.local, jid.domain) is None:
+            raise CtlError(f"no account {jid}")
+    if not args.yes:
+        answer = input(f"Delete account {jid} and all its data? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CtlError("not confirmed; nothing changed")
+    with store.transaction(engine) as session:
+        store.delete_account(session, jid.local, jid.domain)
+    print(f"Deleted account {jid}")
+    return 0
+
+
+def _set_disabled(disabled: bool) -> Callable[[Settings, argparse.Namespace], int]:
+    def command(settings: Settings, args: argparse.Namespace) -> int:
+        jid = _account(settings, args.jid)
+        try:
+            with store.transaction(_open(settings)) as session:
+                store.set_disabled(session, jid.local, jid.domain, disabled)
+        except store.NoSuchAccount:
+            raise CtlError(f"no account {jid}") from None
+        print(f"{'Disabled' if disabled else 'Enabled'} account {jid}")
+        return 0
+
+    return command
+
+
+def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
+    with store.transaction(_open(settings)) as session:
+        for account in store.list_accounts(session, args.domain):
+            print(account.jid + ("  (disabled)" if account.disabled else ""))
+    return 0
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    engine = make_engine(settings.server.database)
+    before = migrate.schema_status(engine)
+    migrate.upgrade(engine)
+    after = migrate.schema_status(engine)
+    print(f"Database schema: {', '.join(before.current) or 'empty'} -> {', '.join(after.current)}")
+    return 0
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    failed = False
+    print(f"Configuration {settings.path}: ok")
+    engine = make_engine(settings.server.database)
+    status = migrate.schema_status(engine)
+    if status.up_to_date:
+        print("Database schema: up to date")
+    elif status.empty:
+        print("Database: empty; it is created on first start (or run: unirtc-ctl db upgrade)")
+    else:
+        failed = True
+        print(f"Database schema: behind; run: unirtc-ctl -c {settings.path} db upgrade")
+    files = CertificateFiles(settings.tls.certificate, settings.tls.key)
+    problems = check_certificate(files, settings.served_domains, datetime.now(timezone.utc))
+    if not files.certificate.exists() and settings.tls.self_signed:
+        print(f"Certificate: none yet; a self-signed one is created at {files.certificate} on first start")
+    elif not problems:
+        print(f"Certificate {files.certificate}: ok for {', '.join(settings.served_domains)}")
+    for problem in problems:
+        failed = failed or not is_warning(problem)
+        print(f"Certificate: {problem}")
+    print("\nDNS records to publish (zone-file syntax):")
+    for record in zone_records(settings):
+        print(f"  {record}")
+    return 1 if failed else 0
+
+
+def cmd_version(settings: Settings | None, args: argparse.Namespace) -> int:
+    print(f"unirtc {__version__}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unirtc-ctl", description="Administer a unirtc server.")
+    parser.add_argument("-c", "--config", help=f"configuration file (default: $UNIRTC_CONFIG, else {DEFAULT_CONFIG})")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, function, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(function=function)
+        return sub
+
+    for name, function, help in (
+        ("adduser", cmd_adduser, "Create the specified user account."),
+        ("passwd", cmd_passwd, "Set the password of the specified user account."),
+    ):
+        sub = add(name, function, help)
+        sub.add_argument("jid", metavar="JID")
+        sub.add_argument("--password-stdin", action="store_true", help="read the password from one line of stdin")
+    sub = add("deluser", cmd_deluser, "Delete the specified user account and its data.")
+    sub.add_argument("jid", metavar="JID")
+    sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add("disable", _set_disabled(True), "Refuse logins for the specified account.").add_argument("jid", metavar="JID")
+    add("enable", _set_disabled(False), "Allow logins again for the specified account.").add_argument("jid", metavar="JID")
+    add("users", cmd_users, "List accounts, optionally of one domain.").add_argument("domain", nargs="?")
+    add("check", cmd_check, "Check configuration, database schema and certificate; print DNS records.")
+    db = add("db", cmd_db, "Database maintenance.")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply pending schema migrations")
+    add("version", cmd_version, "Print the unirtc version.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "version":
+            return cmd_version(None, args)
+        path = Path(args.config or os.environ.get("UNIRTC_CONFIG") or DEFAULT_CONFIG)
+        return args.function(load_settings(path), args)
+    except (CtlError, ConfigError) as e:
+        print(f"unirtc-ctl: {e}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).splitlines()[0]
+        print(f"unirtc-ctl: cannot use the database: {reason}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, EOFError):
+        print("\nunirtc-ctl: interrupted; nothing changed", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

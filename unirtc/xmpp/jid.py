@@ -9,7 +9,7 @@ gives it:
   ``precis_i18n`` package), then the XMPP-specific forbidden characters
   ``"&'/:<>@`` (RFC 7622 §3.3.1). Case mapping is RFC 8265's
   ``toLowerCase``, not RFC 7613's case folding, so ``ς`` stays ``ς`` and
-  ``ß`` stays ``ß`` (RFC 8265 §3.3.2 and Appendix A).
+  ``ß`` stays ``ß`` (RFC 8265 §3.3; its Appendix A lists the change).
 - domainpart: one trailing dot stripped; an IPv4 address or a bracketed IPv6
   literal kept as an address in canonical text form; otherwise every label
   is validated as an IDNA2008 label and stored as its U-label, lowercased

@@ -287,7 +287,7 @@ class CodecTests(SynchronousTestCase):
             {"XOR-MAPPED-ADDRESS": ("192.0.2.1", 70000)},
             {"ERROR-CODE": (200, "OK")},
             {"NO-SUCH-ATTRIBUTE": b""},
-            {"USERNAME": "x" * 514},
+            {"USERNAME": "x" * 513},
             {"LIFETIME": 2**32},
             {"DATA": bytes(65536)},
             {"DATA": bytes(40000), 0x8888: bytes(40000)},
@@ -384,7 +384,7 @@ class HostileInputTests(SynchronousTestCase):
             (tlv(0x0020, b"\x00\x01\x00\x01" + bytes(16)), "bad XOR-MAPPED-ADDRESS at offset 20: bad length"),
             (tlv(0x0001, b"\x00\x02"), "bad MAPPED-ADDRESS at offset 20: bad length"),
             (tlv(0x0006, b"\xff\xfe"), "bad USERNAME at offset 20: text is not valid UTF-8"),
-            (tlv(0x0006, b"x" * 600), "bad USERNAME at offset 20: oversize"),
+            (tlv(0x0006, b"x" * 513), "bad USERNAME at offset 20: oversize: 513 bytes of text, limit 512"),
             (tlv(0x0009, b"\x00\x00\x07\x00"), "bad ERROR-CODE at offset 20: bad error code"),
             (tlv(0x0009, b"\x00\x00\x04\x64"), "bad ERROR-CODE at offset 20: bad error code"),
             (tlv(0x000A, b"\x00\x01\x00"), "bad UNKNOWN-ATTRIBUTES at offset 20: bad length"),
@@ -393,6 +393,7 @@ class HostileInputTests(SynchronousTestCase):
         ]
         for attributes, reason in cases:
             self.assertRejected(frame(attributes), reason)
+        self.assertEqual(parse_message(frame(tlv(0x0006, b"x" * 512))).attributes["USERNAME"], "x" * 512)
 
     def test_validInputAfterHostileInput(self) -> None:
         """

@@ -73,6 +73,7 @@ class CheckRestCredentialsTests(SynchronousTestCase):
         args = ("north", case["username"], case["password"], case["now"])
         self.assertTrue(check_rest_credentials(*args))
         self.assertFalse(check_rest_credentials(*args, max_ttl=86400))
+        self.assertTrue(check_rest_credentials(bytearray(b"north"), *args[1:]))
         basic = CASES["basic"]
         self.assertTrue(check_rest_credentials("north", basic["username"], basic["password"], basic["now"], max_ttl=86400))
 

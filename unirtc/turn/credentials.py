@@ -23,7 +23,7 @@ import precis_i18n
 _TIMESTAMP = re.compile(r"[0-9]{1,20}")
 
 
-def _as_bytes(secret: bytes | str) -> bytes:
+def _as_bytes(secret: bytes | bytearray | str) -> bytes:
     return secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
 
 
@@ -65,7 +65,7 @@ def check_rest_credentials(
     expiry = int(timestamp)
     if expiry < now or (max_ttl is not None and expiry > now + max_ttl):
         return False
-    secrets = [secret] if isinstance(secret, (bytes, str)) else list(secret)
+    secrets = [secret] if isinstance(secret, (bytes, bytearray, str)) else list(secret)
     offered = password.encode("utf-8", "surrogatepass")
     matched = False
     for candidate in secrets:

@@ -205,7 +205,7 @@ def _type_list() -> tuple[Pack, Unpack]:
 
 ATTRIBUTES: list[tuple[int, str, Pack, Unpack]] = [
     (0x0001, "MAPPED-ADDRESS", *_address(xor=False)),
-    (0x0006, "USERNAME", *_text(513)),
+    (0x0006, "USERNAME", *_text(512)),  # RFC 5389: fewer than 513 bytes
     (0x0008, "MESSAGE-INTEGRITY", *_raw(range(20, 21))),
     (0x0009, "ERROR-CODE", *_error_code()),
     (0x000A, "UNKNOWN-ATTRIBUTES", *_type_list()),

@@ -28,7 +28,33 @@ class Options(usage.Options):
                 raise usage.UsageError(f"{self.settings.path}: [xmpp] plugins: {e}") from None
 
 
+def _exit_zero_on_sigterm(reactor) -> None:
+    """Stop the reactor on SIGTERM and exit 0.
+
+    twistd re-raises SIGTERM after a clean shutdown, so the process would die "by signal"; an
+    orderly stop requested by the service manager is a success, and init systems and scripts
+    should see status 0.
+    """
+    import signal
+
+    from unirtc.logging import get_logger
+
+    log = get_logger("unirtc.service")
+
+    def stop(signum, frame) -> None:
+        log.info("Received SIGTERM, shutting down")
+        reactor.callFromThread(reactor.stop)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def makeService(options: Options):
+    from twisted.internet import reactor
+
     from unirtc import service
 
-    return service.makeService(options.settings)
+    # Once now, for a SIGTERM arriving before the reactor runs, and again once it runs,
+    # because the reactor installs its own handlers at startup.
+    _exit_zero_on_sigterm(reactor)
+    reactor.callWhenRunning(_exit_zero_on_sigterm, reactor)
+    return service.makeService(options.settings, reactor)

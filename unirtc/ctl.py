@@ -151,10 +151,12 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         failed = True
         print(f"Database schema: behind; run: unirtc-ctl -c {settings.path} db upgrade")
     files = CertificateFiles(settings.tls.certificate, settings.tls.key)
-    problems = check_certificate(files, settings.served_domains, datetime.now(timezone.utc))
-    if not files.certificate.exists() and settings.tls.self_signed:
+    problems = []
+    if not files.certificate.exists() and not files.key.exists() and settings.tls.self_signed:
         print(f"Certificate: none yet; a self-signed one is created at {files.certificate} on first start")
-    elif not problems:
+    else:
+        problems = check_certificate(files, settings.served_domains, datetime.now(timezone.utc))
+    if files.certificate.exists() and not problems:
         print(f"Certificate {files.certificate}: ok for {', '.join(settings.served_domains)}")
     for problem in problems:
         failed = failed or not is_warning(problem)

@@ -9,6 +9,7 @@ Paths are resolved against the config file's folder at load time, before twistd 
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +21,28 @@ from unirtc.xmpp.jid import JID, InvalidJID, normalize_domain
 DEFAULT_CONFIG = Path("/etc/unirtc/unirtc.ini")
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 SIP_TRANSPORTS = ("udp", "tcp", "tls")
+# configparser's [DEFAULT] would silently feed its keys into every section; naming the default
+# section something no file can contain makes [DEFAULT] an ordinary, and so unknown, section.
+_NO_DEFAULT_SECTION = "\0"
+_MAX_SECRET_FILE = 4096
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# RFC 7064 stunURI and RFC 7065 turnURI: scheme ":" host [ ":" port ] [ "?transport=" transport ].
+_ICE_URI = re.compile(
+    rf"(stuns?|turns?):(\[[^\]\s]+\]|{_LABEL}(?:\.{_LABEL})*\.?)"
+    r"(?::(\d{1,5}))?(?:\?transport=(\w+))?"
+)
+
+
+def _quote(value: str, limit: int = 80) -> str:
+    """repr() of an offending value, cut short so a huge or hostile value cannot flood the log."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 class ConfigError(Exception):
     """A configuration problem, phrased so an administrator can fix it without reading code."""
 
     def __init__(self, path: Path, section: str | None, key: str | None, message: str) -> None:
+        self.path, self.section, self.key, self.problem = path, section, key, message
         where = str(path)
         if section:
             where += f": [{section}]"
@@ -57,6 +74,48 @@ class SipListener:
         return f"{self.transport}:{self.port}" + (
             f":interface={self.interface}" if self.interface else ""
         )
+
+
+@dataclass(frozen=True)
+class IceUri:
+    """A ``stun:``/``turn:`` URI (RFC 7064, RFC 7065), split so DNS records can be derived."""
+
+    scheme: str
+    host: str  # a host name or an IP address (without brackets)
+    port: int
+    transport: str  # "udp" or "tcp": stated, or the scheme's default
+
+    @property
+    def is_address(self) -> bool:
+        """True for IP literals, which cannot be the target of an SRV record (RFC 2782)."""
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+
+def parse_ice_uri(uri: str) -> IceUri:
+    """Split one ``[turn] uris`` word; ValueError says what is wrong with it."""
+    match = _ICE_URI.fullmatch(uri)
+    if not match:
+        raise ValueError("expected stun:HOST[:PORT], stuns:..., "
+                         "turn:HOST[:PORT][?transport=udp|tcp] or turns:...")
+    scheme, host, port, transport = match.groups()
+    if host.startswith("["):
+        try:
+            host = str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            raise ValueError(f"{host} is not an IPv6 address") from None
+    if transport is not None and scheme.startswith("stun"):
+        raise ValueError("stun: and stuns: URIs take no ?transport=")
+    if transport not in (None, "udp", "tcp"):
+        raise ValueError(f"transport must be udp or tcp, not {transport!r}")
+    tls = scheme.endswith("s")
+    number = int(port) if port else (5349 if tls else 3478)
+    if not 0 < number < 65536:
+        raise ValueError(f"port {number} is not in 1-65535")
+    return IceUri(scheme, host.lower().rstrip("."), number, transport or ("tcp" if tls else "udp"))
 
 
 @dataclass(frozen=True)
@@ -185,7 +244,7 @@ class _Reader:
         lowered = value.lower()
         if lowered in configparser.ConfigParser.BOOLEAN_STATES:
             return configparser.ConfigParser.BOOLEAN_STATES[lowered]
-        raise self.error(section, key, f"expected yes or no, got {value!r}")
+        raise self.error(section, key, f"expected yes or no, got {_quote(value)}")
 
     def integer(self, section: str, key: str, default: int, minimum: int = 1) -> int:
         value = self.raw(section, key)
@@ -194,7 +253,7 @@ class _Reader:
         try:
             number = int(value)
         except ValueError:
-            raise self.error(section, key, f"expected an integer, got {value!r}") from None
+            raise self.error(section, key, f"expected an integer, got {_quote(value)}") from None
         if number < minimum:
             raise self.error(section, key, f"expected an integer >= {minimum}, got {number}")
         return number
@@ -214,20 +273,24 @@ class _Reader:
         try:
             return normalize_domain(value)
         except InvalidJID as e:
-            raise self.error(section, key, f"invalid domain {value!r}: {e}") from None
+            raise self.error(section, key, f"invalid domain {_quote(value)}: {e}") from None
 
     def endpoint(self, section: str, key: str, default: str) -> str:
         """A Twisted server endpoint description, or empty for no listener."""
         value = self.text(section, key, default)
-        if value:
-            try:
-                serverFromString(None, value)
-            except (ValueError, TypeError, KeyError) as e:
-                raise self.error(
-                    section, key,
-                    f"expected a Twisted endpoint such as 'tcp:5222' or "
-                    f"'tcp:5222:interface=\\:\\:' (escape colons), got {value!r}: {e}",
-                ) from None
+        if not value:
+            return value
+        expected = ("expected a Twisted endpoint such as 'tcp:5222' or 'tcp:5222:interface=\\:\\:' "
+                    "(escape colons inside values with a backslash)")
+        if value.split(":", 1)[0] in ("ssl", "tls"):
+            raise self.error(section, key, f"{expected}; TLS comes from [tls], got {_quote(value)}")
+        try:
+            parsed = serverFromString(None, value)
+        except Exception as e:  # Twisted's parsers raise ValueError, TypeError, OSError...
+            raise self.error(section, key, f"{expected}, got {_quote(value)}: {e}") from None
+        port = getattr(parsed, "_port", 0)
+        if isinstance(port, int) and not 0 <= port < 65536:
+            raise self.error(section, key, f"{expected}; port {port} is not in 0-65535")
         return value
 
 
@@ -236,7 +299,8 @@ def _split_listener(reader: _Reader, section: str, key: str, word: str) -> tuple
     match = re.fullmatch(r"([a-z]+):(\d{1,5})(?::interface=(.+))?", word)
     if not match or not 0 < int(match.group(2)) < 65536:
         raise reader.error(
-            section, key, f"expected TRANSPORT:PORT[:interface=ADDR], got {word!r}"
+            section, key,
+            f"expected TRANSPORT:PORT[:interface=ADDR] with PORT in 1-65535, got {_quote(word)}",
         )
     interface = (match.group(3) or "").replace("\\:", ":")
     return match.group(1), int(match.group(2)), interface
@@ -250,7 +314,8 @@ def _sip_listeners(reader: _Reader) -> tuple[SipListener, ...]:
     for word in words:
         transport, port, interface = _split_listener(reader, "sip", "listen", word)
         if transport not in SIP_TRANSPORTS:
-            raise reader.error("sip", "listen", f"unknown SIP transport {transport!r} in {word!r}; "
+            raise reader.error("sip", "listen", f"unknown SIP transport {transport!r} in "
+                               f"{_quote(word)}; "
                                f"expected one of {', '.join(SIP_TRANSPORTS)}")
         listeners.append(SipListener(transport, port, interface))
     return tuple(listeners)
@@ -262,7 +327,8 @@ def _stun_listener(reader: _Reader) -> UdpListener | None:
         return None
     kind, port, interface = _split_listener(reader, "turn", "stun", value)
     if kind != "udp":
-        raise reader.error("turn", "stun", f"the embedded STUN responder listens on udp:PORT, got {value!r}")
+        raise reader.error("turn", "stun",
+                           f"the embedded STUN responder listens on udp:PORT, got {_quote(value)}")
     return UdpListener(port, interface)
 
 
@@ -270,13 +336,22 @@ def _s2s_hosts(reader: _Reader) -> dict[str, tuple[str, int]]:
     hosts = {}
     for word in reader.words("s2s", "hosts") or []:
         match = re.fullmatch(r"([^=]+)=(\[[^\]]+\]|[^:\[\]]+)(?::(\d{1,5}))?", word)
-        if not match:
-            raise reader.error("s2s", "hosts", f"expected domain=host:port, got {word!r}")
+        port = int(match.group(3) or 5269) if match else 0
+        if not match or not 0 < port < 65536:
+            raise reader.error("s2s", "hosts", f"expected domain=host[:port] with port in 1-65535, "
+                               f"IPv6 in brackets, got {_quote(word)}")
         try:
             domain = normalize_domain(match.group(1))
         except InvalidJID as e:
-            raise reader.error("s2s", "hosts", f"invalid domain in {word!r}: {e}") from None
-        hosts[domain] = (match.group(2).strip("[]"), int(match.group(3) or 5269))
+            raise reader.error("s2s", "hosts", f"invalid domain in {_quote(word)}: {e}") from None
+        host = match.group(2)
+        if host.startswith("["):
+            try:
+                host = str(ipaddress.IPv6Address(host[1:-1]))
+            except ValueError:
+                raise reader.error("s2s", "hosts", f"expected an IPv6 address inside [...], "
+                                   f"got {_quote(word)}") from None
+        hosts[domain] = (host, port)
     return hosts
 
 
@@ -290,11 +365,32 @@ def _components(reader: _Reader) -> ComponentSettings:
             try:
                 domain = normalize_domain(name)
             except InvalidJID as e:
-                raise reader.error("components", name, f"a component name must be a domain: {e}") from None
+                raise reader.error("components", name,
+                                   f"a component name must be a domain: {e}") from None
             if not secret.strip():
                 raise reader.error("components", name, "the component secret is empty")
             secrets[domain] = secret.strip()
     return ComponentSettings(listen, secrets)
+
+
+def _read_secret(reader: _Reader, path: Path) -> str:
+    """The stripped UTF-8 text of a small secret file; a huge or binary file is a mistake."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_SECRET_FILE + 1)
+    except OSError as e:
+        raise reader.error("turn", "secret_file", f"cannot read {path}: {e.strerror}") from None
+    if len(data) > _MAX_SECRET_FILE:
+        raise reader.error("turn", "secret_file", f"{path} is over {_MAX_SECRET_FILE} bytes; "
+                           "expected a file holding only the secret")
+    try:
+        secret = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise reader.error("turn", "secret_file",
+                           f"{path} is not UTF-8 text; expected the secret") from None
+    if not secret:
+        raise reader.error("turn", "secret_file", f"{path} is empty; expected the secret")
+    return secret
 
 
 def _turn(reader: _Reader, domain: str) -> TURNSettings:
@@ -303,20 +399,16 @@ def _turn(reader: _Reader, domain: str) -> TURNSettings:
     if secret and secret_file:
         raise reader.error("turn", "secret_file", "set either secret or secret_file, not both")
     if secret_file:
-        path = (reader.file.parent / secret_file).resolve()
-        try:
-            secret = path.read_text().strip()
-        except OSError as e:
-            raise reader.error("turn", "secret_file", f"cannot read {path}: {e.strerror}") from None
-        if not secret:
-            raise reader.error("turn", "secret_file", f"{path} is empty")
+        secret = _read_secret(reader, (reader.file.parent / secret_file).resolve())
     uris = reader.words("turn", "uris")
     if uris is None:
         uris = [f"stun:{domain}:3478", f"turn:{domain}:3478?transport=udp",
                 f"turn:{domain}:3478?transport=tcp"]
     for uri in uris:
-        if not re.fullmatch(r"(stuns?|turns?):[^\s]+", uri):
-            raise reader.error("turn", "uris", f"expected stun:, stuns:, turn: or turns: URIs, got {uri!r}")
+        try:
+            parse_ice_uri(uri)
+        except ValueError as e:
+            raise reader.error("turn", "uris", f"{e}; got {_quote(uri)}") from None
     return TURNSettings(
         secret=secret,
         realm=reader.text("turn", "realm", domain) or domain,
@@ -330,9 +422,13 @@ def _admins(reader: _Reader) -> tuple[JID, ...]:
     admins = []
     for word in reader.words("server", "admins") or []:
         try:
-            admins.append(JID.parse(word).bare)
+            jid = JID.parse(word).bare
         except InvalidJID as e:
-            raise reader.error("server", "admins", f"invalid JID {word!r}: {e}") from None
+            raise reader.error("server", "admins", f"invalid JID {_quote(word)}: {e}") from None
+        if jid.local is None:
+            raise reader.error("server", "admins",
+                               f"expected a user@domain JID, got {_quote(word)}")
+        admins.append(jid)
     return tuple(admins)
 
 
@@ -350,18 +446,53 @@ def _check_known(reader: _Reader) -> None:
 
 
 def _read(path: Path) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None, strict=True, empty_lines_in_values=False)
+    parser = configparser.ConfigParser(interpolation=None, strict=True, empty_lines_in_values=False,
+                                       default_section=_NO_DEFAULT_SECTION)
+    expected = "expected [section] headers and key = value lines"
     try:
         with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
+            text = f.read()
     except FileNotFoundError:
         raise ConfigError(path, None, None, "configuration file not found") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(path, None, None, f"cannot read configuration: {e}") from None
+        raise ConfigError(path, None, None,
+                          f"cannot read configuration ({expected} in UTF-8): {e}") from None
+    if "\0" in text:  # a NUL would only surface later, as a ValueError from the OS path functions
+        raise ConfigError(path, None, None, f"holds a NUL character; {expected}")
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.DuplicateOptionError as e:
+        raise ConfigError(path, e.section, e.option,
+                          f"set again on line {e.lineno}; expected each key once per section",
+                          ) from None
+    except configparser.DuplicateSectionError as e:
+        raise ConfigError(path, e.section, None,
+                          f"repeated on line {e.lineno}; expected each section once") from None
+    except configparser.MissingSectionHeaderError as e:
+        raise ConfigError(path, None, None, f"not a valid INI file: line {e.lineno} comes before "
+                          f"any [section] header; {expected}") from None
+    except configparser.ParsingError as e:
+        lineno, shown = e.errors[0]  # configparser keeps the line as its repr()
+        raise ConfigError(path, None, None, f"not a valid INI file: line {lineno} "
+                          f"({shown[:80]}) is not understood; {expected}") from None
     except configparser.Error as e:
         message = str(e).splitlines()[0]
-        raise ConfigError(path, None, None, f"not a valid INI file: {message}") from None
+        raise ConfigError(path, None, None,
+                          f"not a valid INI file: {message}; {expected}") from None
     return parser
+
+
+def _database(reader: _Reader, state_dir: Path) -> str:
+    """The SQLAlchemy URL, a relative SQLite path made absolute: twistd changes directory later."""
+    database = reader.text("server", "database", "") or f"sqlite:///{state_dir / 'unirtc.sqlite'}"
+    if not re.match(r"^[a-z][a-z0-9+]*://", database):
+        raise reader.error("server", "database", f"expected an SQLAlchemy URL such as "
+                           f"sqlite:////var/lib/unirtc/unirtc.sqlite, got {_quote(database)}")
+    sqlite = re.fullmatch(r"(sqlite(?:\+\w+)?:///)([^/?][^?]*)(\?.*)?", database)
+    if sqlite and sqlite.group(2) != ":memory:" and not sqlite.group(2).startswith("file:"):
+        absolute = (reader.file.parent / sqlite.group(2)).resolve()
+        database = f"{sqlite.group(1)}{absolute}{sqlite.group(3) or ''}"
+    return database
 
 
 def load_settings(path: str | Path) -> Settings:
@@ -375,11 +506,9 @@ def load_settings(path: str | Path) -> Settings:
     state_dir = reader.path("server", "state_dir", (path.parent / "var").resolve())
     log_level = reader.text("server", "log_level", "info").lower()
     if log_level not in LOG_LEVELS:
-        raise reader.error("server", "log_level", f"expected one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
-    database = reader.text("server", "database", "") or f"sqlite:///{state_dir / 'unirtc.sqlite'}"
-    if not re.match(r"^[a-z][a-z0-9+]*://", database):
-        raise reader.error("server", "database", f"expected an SQLAlchemy URL such as "
-                           f"sqlite:////var/lib/unirtc/unirtc.sqlite, got {database!r}")
+        raise reader.error("server", "log_level",
+                           f"expected one of {', '.join(LOG_LEVELS)}, got {_quote(log_level)}")
+    database = _database(reader, state_dir)
     server = ServerSettings(
         domain=domain,
         admins=_admins(reader),
@@ -407,9 +536,10 @@ def load_settings(path: str | Path) -> Settings:
         try:
             sip_domains.append(normalize_domain(word))
         except InvalidJID as e:
-            raise reader.error("sip", "domains", f"invalid domain {word!r}: {e}") from None
+            raise reader.error("sip", "domains", f"invalid domain {_quote(word)}: {e}") from None
     if domain not in sip_domains:
         sip_domains.insert(0, domain)
+    sip_domains = list(dict.fromkeys(sip_domains))
     return Settings(
         path=path,
         server=server,

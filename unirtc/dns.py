@@ -6,11 +6,9 @@ RFC 6120 §3.2 and XEP-0368 (XMPP SRV), RFC 3263 (SIP NAPTR + SRV), RFC 5928 / R
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from twisted.internet.endpoints import serverFromString
 
-from unirtc.config import Settings
+from unirtc.config import Settings, parse_ice_uri
 
 TTL = 3600
 # RFC 3263 §4.1 NAPTR services per SIP transport.
@@ -29,6 +27,7 @@ def _srv(name: str, port: int, target: str, priority: int = 0, weight: int = 5) 
 
 
 def zone_records(settings: Settings) -> list[str]:
+    """SRV and NAPTR lines for every enabled listener and TURN URI, without duplicates."""
     domain = settings.server.domain
     records = []
     xmpp = [
@@ -51,14 +50,9 @@ def zone_records(settings: Settings) -> list[str]:
     if settings.turn.stun is not None:
         records.append(_srv(f"_stun._udp.{domain}", settings.turn.stun.port, domain))
     for uri in settings.turn.uris:
-        scheme, _, rest = uri.partition(":")
-        if scheme not in ("turn", "turns"):
-            continue
-        location = urlsplit(f"//{rest}")
-        transport = "tcp" if scheme == "turns" else dict(
-            p.split("=", 1) for p in (location.query or "transport=udp").split("&") if "=" in p
-        ).get("transport", "udp")
-        default_port = 5349 if scheme == "turns" else 3478
-        name = f"_{scheme}._{transport}.{domain}"
-        records.append(_srv(name, location.port or default_port, location.hostname or domain))
+        ice = parse_ice_uri(uri)  # load_settings has already checked every URI
+        # stun: URIs name the STUN service, published above for the embedded responder; an SRV
+        # target must be a host name (RFC 2782), so URIs holding an IP address have no record.
+        if ice.scheme.startswith("turn") and not ice.is_address:
+            records.append(_srv(f"_{ice.scheme}._{ice.transport}.{domain}", ice.port, ice.host))
     return list(dict.fromkeys(records))

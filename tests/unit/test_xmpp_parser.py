@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+from xml.parsers import expat
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -112,11 +115,14 @@ class StreamHeaderTests(StreamTestMixin, SynchronousTestCase):
         self.assertEqual(opened.namespace, "jabber:component:accept")
         self.assertNotIn("version", opened.attrs)
 
-    def test_unknownContentNamespaceRefused(self) -> None:
+    def test_badSettingsRefused(self) -> None:
         """
-        If the parser is asked for a content namespace XMPP does not define, it refuses.
+        If the parser is asked for a content namespace XMPP does not define, or for a
+        limit below one, it refuses.
         """
         self.assertRaises(ValueError, StreamParser, default_namespace="urn:example")
+        self.assertRaises(ValueError, StreamParser, max_stanza=0)
+        self.assertRaises(ValueError, StreamParser, reparse_window=0)
 
     def test_wrongContentNamespace(self) -> None:
         """
@@ -507,6 +513,24 @@ class ErrorStateTests(SynchronousTestCase):
         self.assertEqual(str(error.element.text), "a<b & 'c'\ufffd")
 
 
+class _CountingExpat:
+    """Wraps an expat parser to count the Parse calls the stream parser makes."""
+
+    def __init__(self, real: Any) -> None:
+        object.__setattr__(self, "_real", real)
+        object.__setattr__(self, "calls", 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._real, name, value)
+
+    def Parse(self, data: bytes, final: bool = False) -> int:
+        object.__setattr__(self, "calls", self.calls + 1)
+        return self._real.Parse(data, final)
+
+
 class ChunkingTests(SynchronousTestCase):
     def test_byteAtATimeMatchesOneShot(self) -> None:
         """
@@ -518,6 +542,55 @@ class ChunkingTests(SynchronousTestCase):
         whole = outcome([stream])
         self.assertEqual(len(whole[0]), 6)
         self.assertEqual(outcome(bytewise(stream)), whole)
+
+    def test_longTagsAnyWindow(self) -> None:
+        """
+        If stanzas carry tags of many kilobytes, with '>' and quotes inside attribute
+        values, the events are the same whole, byte by byte, and with any reparse window.
+        """
+        value = b"a>b/>\"c\"" * 1500
+        stream = (HEADER + b"<message id='" + value + b"'><body a='" + value + b"'/></message>"
+                  + b"<iq id=\"x'>\"><![CDATA[" + value + b"]]></iq>" + PRESENCE)
+        whole = outcome([stream])
+        self.assertEqual([event[0] for event in whole[0]], ["opened"] + ["stanza"] * 3)
+        self.assertEqual(outcome([stream], reparse_window=1), whole)
+        self.assertEqual(outcome(bytewise(stream), reparse_window=16), whole)
+        cut = len(stream) - len(PRESENCE) - 1
+        self.assertEqual(outcome([stream[:cut], stream[cut:]]), whole)
+
+    def test_lastByteDeliversStanza(self) -> None:
+        """
+        If a long tag arrives in two pieces and the second is its final '>', the stanza
+        is reported at once: nothing is held back waiting for more input.
+        """
+        stanza = b"<message id='" + b"m" * 20000 + b"'/>"
+        parser = StreamParser()
+        self.assertEqual(len(parser.feed(HEADER + stanza[:-1])), 1)
+        [event] = parser.feed(stanza[-1:])
+        self.assertEqual(event.size, len(stanza))
+
+    def test_drippedTagIsLinear(self) -> None:
+        """
+        If a huge tag arrives one byte at a time, expat is called only while the tag is
+        within the reparse window and once it ends, not once per byte, so it never
+        re-scans the tag tens of thousands of times.
+        """
+        created: list[_CountingExpat] = []
+        real_create = expat.ParserCreate
+
+        def create(*args: Any, **kwargs: Any) -> _CountingExpat:
+            created.append(_CountingExpat(real_create(*args, **kwargs)))
+            return created[-1]
+
+        self.patch(expat, "ParserCreate", create)
+        parser = StreamParser(reparse_window=256)
+        parser.feed(HEADER)
+        stanza = b"<message id='" + b"d" * 50000 + b"'><!--" + b"e" * 50000 + b"--></message>"
+        with self.assertRaises(StreamError) as caught:
+            for offset in range(len(stanza)):
+                parser.feed(stanza[offset : offset + 1])
+        self.assertEqual(caught.exception.condition, "restricted-xml")
+        self.assertLess(created[0].calls, 2 * 256 + 10)
 
     def test_utf8Corpus(self) -> None:
         """
@@ -556,6 +629,7 @@ STREAM_BITS = [
     b"hello", b" ", b"\n", b"&amp;", b"&foo;", b"<!-- c -->", b"<a xmlns='urn:x'>", b"</a>",
     b"<x:y/>", b"\xc3\xa9", b"\xc3", b"\xe2\x82", b"<iq id='>'/>", b"</stream:stream>",
     b"<![CDATA[ <x> ]]>", b"<?pi?>", b"<!DOCTYPE x>", b"'", b"<", b">", b"a" * 90,
+    b"<!-", b"-", b"-->", b"<![CD", b"]]>", b"<?", b"?>", b"<m a='", b'"', b"<!",
 ]
 
 
@@ -572,16 +646,21 @@ def test_arbitraryBytesOnlyGiveEventsOrStreamError(data: bytes) -> None:
         assert condition is None or isinstance(condition, str)
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(STREAM_BITS), max_size=30), st.lists(st.integers(0, 4000)))
-def test_splittingNeverChangesTheOutcome(bits: list[bytes], cuts: list[int]) -> None:
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(STREAM_BITS), max_size=40),
+    st.lists(st.integers(0, 4000)),
+    st.sampled_from([1, 4, 4096]),
+)
+def test_splittingNeverChangesTheOutcome(bits: list[bytes], cuts: list[int], window: int) -> None:
     """
     If a stream is cut at arbitrary points, or into single bytes, the events and the
-    error are the same as when it is fed at once.
+    error are the same as when it is fed at once, whatever the reparse window.
     """
     data = HEADER + b"".join(bits)
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     chunks = [data[a:b] for a, b in zip(points, points[1:])]
-    whole = outcome([data], max_stanza=200, max_depth=3)
-    assert outcome(chunks, max_stanza=200, max_depth=3) == whole
-    assert outcome(bytewise(data), max_stanza=200, max_depth=3) == whole
+    limits = {"max_stanza": 200, "max_depth": 3, "reparse_window": window}
+    whole = outcome([data], **limits)
+    assert outcome(chunks, **limits) == whole
+    assert outcome(bytewise(data), **limits) == whole

@@ -14,8 +14,12 @@ instructions, so the server wraps pyexpat itself, as Prosody's ``util.xmppstream
 - the root must be ``<stream>`` in the streams namespace with an accepted content namespace.
 
 The parser keeps the input since expat's last event, so a stanza's exact size (from its
-``<`` to its last ``>``) is known. Events, sizes and errors are the same however the input
-is split, including one byte per ``feed()`` and UTF-8 characters cut in two.
+``<`` to its last ``>``) is known. Expat (before 2.6, or with reparse deferral off, as here)
+re-scans an unfinished token from its start on every call, so a tag or comment dripped in
+one byte at a time would cost quadratic time; a small scanner of our own finds where markup
+tokens end, and expat sees only the first ``reparse_window`` bytes of an unfinished one.
+Events, sizes and errors are the same however the input is split, including one byte per
+``feed()`` and UTF-8 characters cut in two.
 """
 
 from __future__ import annotations
@@ -33,12 +37,24 @@ NS_XML = "http://www.w3.org/XML/1998/namespace"
 CONTENT_NAMESPACES = frozenset({"jabber:client", "jabber:server", "jabber:component:accept"})
 DEFAULT_MAX_STANZA = 262144
 DEFAULT_MAX_DEPTH = 50
+DEFAULT_REPARSE_WINDOW = 4096
 
 # U+0001 cannot occur in an XML 1.0 document, so it can never be part of a name or a URI.
 _SEP = "\x01"
 # The end of a tag that starts at '<': '>' may appear inside quoted attribute values.
 _TAG = re.compile(rb"""<(?:[^'">]++|'[^']*+'|"[^"]*+")*+>""")
 _SPACE = re.compile(rb"[ \t\r\n]*+")
+# Text and complete markup, skipped in one pass; it stops at the '<' of an unfinished token.
+# Tags and other <!...> declarations end at a '>' outside quotes; the rest at their closer.
+_COMPLETE = re.compile(
+    rb"""(?:[^<]++|<(?!\?|!--|!\[CDATA\[)(?:[^'">]++|'[^']*+'|"[^"]*+")*+>"""
+    rb"""|<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>)*+""",
+    re.S,
+)
+_TAG_RUN = re.compile(rb"""[^'">]*+""")
+# Scanner states inside an unfinished token, and what ends the bracketed kinds.
+_IN_OPEN, _IN_TAG, _SQUOTE, _DQUOTE = "open", "tag", "'", '"'
+_BRACKETED = ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>"), (b"<?", b"?>"))
 _VERSION = re.compile(r"([0-9]{1,9})\.([0-9]{1,9})")
 
 _ERR = expat.errors
@@ -122,13 +138,15 @@ class StreamParser:
         default_namespace: str = "jabber:client",
         *,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        reparse_window: int = DEFAULT_REPARSE_WINDOW,
     ) -> None:
         if default_namespace not in CONTENT_NAMESPACES:
             raise ValueError(f"unsupported content namespace {default_namespace!r}")
-        if max_stanza < 1 or max_depth < 1:
-            raise ValueError("max_stanza and max_depth must be positive")
+        if min(max_stanza, max_depth, reparse_window) < 1:
+            raise ValueError("max_stanza, max_depth and reparse_window must be positive")
         self.max_stanza = max_stanza
         self.max_depth = max_depth
+        self.reparse_window = reparse_window
         self.namespace = default_namespace
         self._error: StreamError | None = None
         self.reset()
@@ -168,6 +186,11 @@ class StreamParser:
         self._texts: list[list[str]] = []  # text not yet added, per open element
         self._stanza_start = 0
         self._stanza_empty = False
+        self._scanned = 0  # our own scanner has read the input up to here
+        self._token: str | None = None  # the scanner's state inside an unfinished token
+        self._token_start = 0
+        self._token_body = 0  # where the closer of a comment, CDATA section or PI may start
+        self._token_end = b""
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Parse more input and return the stream events it completed, in order."""
@@ -176,13 +199,13 @@ class StreamParser:
         try:
             self._buf += data
             self._received += len(data)
-            while self._parsed < self._received and not self._closed:
-                self._parse_within_limit(data)
+            self._parse_within_limits(data)
             if self._closed:
                 self._check_epilogue()
-            if self._last > self._buf_start:  # no later event, nor _mark, is before it
-                del self._buf[: self._last - self._buf_start]
-                self._buf_start = self._last
+            keep = self._last if self._token is None else min(self._last, self._token_start)
+            if keep > self._buf_start:  # no later event, nor _mark, is before it
+                del self._buf[: keep - self._buf_start]
+                self._buf_start = keep
         except StreamError as e:
             self._fail(e)
             raise
@@ -202,27 +225,79 @@ class StreamParser:
         self._stack = []
         self._texts = []
 
-    def _parse_within_limit(self, data: bytes) -> None:
-        """Hand expat the input, but never a byte past ``max_stanza`` of the open unit.
+    def _parse_within_limits(self, data: bytes) -> None:
+        """Hand expat the input, but no byte past ``max_stanza`` of the open unit.
 
         The unit is the prolog and header, then each stanza, or the partial tag that will
-        become one. Expat never sees what lies past the limit, so however the input was
-        split, the same prefix decides between this policy-violation and any other error.
+        become one. Neither expat nor our scanner looks past the limit, so what expat is
+        given depends only on the input so far, never on how it was split, and the same
+        prefix decides between policy-violation and any other error.
         """
-        limit = self._unit_start() + self.max_stanza
-        if self._parsed >= limit:
-            what = "stanza" if self._opened else "stream header"
-            raise StreamError("policy-violation", f"{what} exceeds {self.max_stanza} bytes")
-        end = min(self._received, limit)
-        if self._parsed == self._received - len(data) and end == self._received:
-            chunk = data  # the usual case: no copy
-        else:
-            chunk = bytes(self._buf[self._parsed - self._buf_start : end - self._buf_start])
-        self._parsed = end
-        try:
-            self._parser.Parse(chunk, False)
-        except _RootClosed:
-            pass
+        while not self._closed:
+            limit = self._unit_start() + self.max_stanza
+            end = min(self._received, limit)
+            self._scan(end)
+            if self._token is not None:
+                end = min(end, self._token_start + self.reparse_window)
+            if end <= self._parsed:
+                if self._received > limit:
+                    what = "stanza" if self._opened else "stream header"
+                    raise StreamError("policy-violation", f"{what} exceeds {self.max_stanza} bytes")
+                return
+            if self._parsed == self._received - len(data) and end == self._received:
+                chunk = data  # the usual case: no copy
+            else:
+                chunk = bytes(self._buf[self._parsed - self._buf_start : end - self._buf_start])
+            self._parsed = end
+            try:
+                self._parser.Parse(chunk, False)
+            except _RootClosed:
+                pass
+
+    def _scan(self, upto: int) -> None:
+        """Follow markup boundaries over the input up to ``upto``, reading each byte once."""
+        buf, base = self._buf, self._buf_start
+        pos, size = self._scanned - base, upto - base
+        while pos < size:
+            token = self._token
+            if token is None:
+                match = _COMPLETE.match(buf, pos, size)
+                assert match is not None
+                pos = match.end()
+                if pos < size:  # an unfinished token starts here
+                    self._token, self._token_start = _IN_OPEN, base + pos
+            elif token == _IN_OPEN:
+                head = bytes(buf[pos : min(pos + 9, size)])
+                for opener, closer in _BRACKETED:
+                    if head.startswith(opener):
+                        self._token, self._token_end = "bracketed", closer
+                        pos += len(opener)
+                        self._token_body = base + pos
+                        break
+                    if opener.startswith(head):
+                        self._scanned = base + pos
+                        return  # too few bytes to tell what this is yet
+                else:
+                    self._token = _IN_TAG  # a tag, or a <!DOCTYPE ...> that ends at '>'
+                    pos += 1
+            elif token == _IN_TAG:
+                match = _TAG_RUN.match(buf, pos, size)
+                assert match is not None
+                pos = match.end()
+                if pos < size:
+                    quote = buf[pos : pos + 1].decode("ascii")
+                    self._token = None if quote == ">" else quote
+                    pos += 1
+            elif token in (_SQUOTE, _DQUOTE):
+                found = buf.find(token.encode("ascii"), pos, size)
+                pos = size if found < 0 else found + 1
+                self._token = token if found < 0 else _IN_TAG
+            else:
+                closer = self._token_end
+                found = buf.find(closer, max(pos - len(closer) + 1, self._token_body - base), size)
+                pos = size if found < 0 else found + len(closer)
+                self._token = self._token if found < 0 else None
+        self._scanned = base + pos
 
     def _check_epilogue(self) -> None:
         """After ``</stream:stream>`` only whitespace may follow; expat is not consulted,
@@ -316,7 +391,7 @@ class StreamParser:
         if uri != NS_STREAMS or local != "stream":
             raise StreamError("invalid-namespace", f"the root must be <stream> in {NS_STREAMS}")
         if default != self.namespace:
-            raise StreamError("invalid-namespace", f"the content namespace must be {self.namespace}")
+            raise StreamError("invalid-namespace", f"the content namespace is {self.namespace}")
         header: dict[str, str] = {}
         for key, value in attrs.items():
             if _SEP not in key:

@@ -123,6 +123,7 @@ class StreamHeaderTests(StreamTestMixin, SynchronousTestCase):
         self.assertRaises(ValueError, StreamParser, default_namespace="urn:example")
         self.assertRaises(ValueError, StreamParser, max_stanza=0)
         self.assertRaises(ValueError, StreamParser, reparse_window=0)
+        self.assertRaises(ValueError, StreamParser, max_names=0)
 
     def test_wrongContentNamespace(self) -> None:
         """
@@ -459,6 +460,22 @@ class LimitTests(StreamTestMixin, SynchronousTestCase):
 
         self.assertEqual(len(StreamParser(max_depth=50).feed(HEADER + nested(50))), 2)
         self.assertCondition(HEADER + nested(51), "policy-violation", max_depth=50)
+
+    def test_distinctNames(self) -> None:
+        """
+        If a stream keeps inventing element and attribute names, it is a policy-violation
+        once it has used more than max_names; reusing names costs nothing, and a new
+        stream after reset() starts counting afresh.
+        """
+        parser = StreamParser(max_names=100)
+        parser.feed(HEADER)
+        for _ in range(50):
+            parser.feed(MESSAGE + IQ + PRESENCE)
+        parser.reset()
+        parser.feed(HEADER + b"".join(b"<x%d a%d='1'/>" % (i, i) for i in range(47)))
+        error = self.assertRaises(StreamError, parser.feed, b"<y/><z1 z2='' z3=''/>")
+        self.assertEqual(error.condition, "policy-violation")
+        self.assertEqual(len(error.events), 1)
 
     def test_otherStreamsUnaffected(self) -> None:
         """

@@ -11,6 +11,8 @@ instructions, so the server wraps pyexpat itself, as Prosody's ``util.xmppstream
   expat is never handed a byte past that bound, so a stanza that never ends costs at most
   ``max_stanza`` bytes of buffer before ``policy-violation``; the prolog and stream header
   share one such bound; elements nest at most ``max_depth`` levels inside a stanza;
+- expat keeps every distinct element and attribute name it has seen until the document
+  ends, so a stream may use at most ``max_names`` of them;
 - the root must be ``<stream>`` in the streams namespace with an accepted content namespace.
 
 The parser keeps the input since expat's last event, so a stanza's exact size (from its
@@ -38,6 +40,7 @@ CONTENT_NAMESPACES = frozenset({"jabber:client", "jabber:server", "jabber:compon
 DEFAULT_MAX_STANZA = 262144
 DEFAULT_MAX_DEPTH = 50
 DEFAULT_REPARSE_WINDOW = 4096
+DEFAULT_MAX_NAMES = 16384
 
 # U+0001 cannot occur in an XML 1.0 document, so it can never be part of a name or a URI.
 _SEP = "\x01"
@@ -139,14 +142,16 @@ class StreamParser:
         *,
         max_depth: int = DEFAULT_MAX_DEPTH,
         reparse_window: int = DEFAULT_REPARSE_WINDOW,
+        max_names: int = DEFAULT_MAX_NAMES,
     ) -> None:
         if default_namespace not in CONTENT_NAMESPACES:
             raise ValueError(f"unsupported content namespace {default_namespace!r}")
-        if min(max_stanza, max_depth, reparse_window) < 1:
-            raise ValueError("max_stanza, max_depth and reparse_window must be positive")
+        if min(max_stanza, max_depth, reparse_window, max_names) < 1:
+            raise ValueError("the limits must be positive")
         self.max_stanza = max_stanza
         self.max_depth = max_depth
         self.reparse_window = reparse_window
+        self.max_names = max_names
         self.namespace = default_namespace
         self._error: StreamError | None = None
         self.reset()
@@ -186,6 +191,7 @@ class StreamParser:
         self._texts: list[list[str]] = []  # text not yet added, per open element
         self._stanza_start = 0
         self._stanza_empty = False
+        self._names: set[str] = set()  # distinct names expat holds on to for this document
         self._scanned = 0  # our own scanner has read the input up to here
         self._token: str | None = None  # the scanner's state inside an unfinished token
         self._token_start = 0
@@ -354,6 +360,10 @@ class StreamParser:
 
     def _on_start(self, name: str, attrs: dict[str, str]) -> None:
         offset = self._event_offset()
+        self._names.add(name)
+        self._names.update(attrs)
+        if len(self._names) > self.max_names:
+            raise StreamError("policy-violation", f"over {self.max_names} distinct names")
         uri, local = _split_name(name)
         default = self._pending_default
         if default is None:

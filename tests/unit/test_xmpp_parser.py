@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 from xml.parsers import expat
 
@@ -66,6 +65,7 @@ def outcome(chunks: list[bytes], **kwargs: object) -> tuple[list[tuple], str | N
 
 
 def bytewise(data: bytes) -> list[bytes]:
+    """The input cut into single bytes, the worst case of TCP segmentation."""
     return [data[i : i + 1] for i in range(len(data))]
 
 

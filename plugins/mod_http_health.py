@@ -22,7 +22,12 @@ class Health(Resource):
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
 
+        gone = []
+        request.notifyFinish().addErrback(gone.append)
+
         def answer(ok: bool) -> None:
+            if gone:  # the client hung up while the database answered
+                return
             request.setResponseCode(200 if ok else 503)
             request.write(json.dumps({"status": "ok" if ok else "unavailable"}).encode() + b"\n")
             request.finish()

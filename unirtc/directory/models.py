@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -96,3 +98,29 @@ class DirectoryState(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SipBinding(Base):
+    """One SIP registration (RFC 3261 §10): a Contact bound to an account until ``expires_at``.
+
+    The server keeps these in memory and writes them through here so that registrations survive
+    a restart, as Kamailio's usrloc does with a database; deleting the account deletes them.
+    """
+
+    __tablename__ = "sip_bindings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    contact: Mapped[str] = mapped_column(String(2047))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    q: Mapped[float] = mapped_column(Float)
+    call_id: Mapped[str] = mapped_column(String(1023))
+    cseq: Mapped[int] = mapped_column(BigInteger)
+    instance: Mapped[str | None] = mapped_column(String(1023))
+    reg_id: Mapped[int | None] = mapped_column(Integer)
+    flow: Mapped[str | None] = mapped_column(String(255))
+    source_host: Mapped[str | None] = mapped_column(String(64))
+    source_port: Mapped[int | None] = mapped_column(Integer)
+    user_agent: Mapped[str | None] = mapped_column(String(255))

@@ -23,6 +23,7 @@ from unirtc.logging import get_logger, set_level
 from unirtc.plugin import PluginContext, PluginManager, bundled_plugins
 from unirtc.tls import CertificateFiles
 from unirtc.web.site import make_site
+from unirtc.xmpp.service import make_xmpp_listeners
 
 log = get_logger("unirtc.service")
 
@@ -48,7 +49,7 @@ class SequentialMultiService(MultiService):
 def _not_built_yet(settings: Settings) -> None:
     """Say which configured sections this version parses but does not serve yet."""
     pending = {
-        "[xmpp] c2s/c2s_direct_tls/s2s, [muc], [s2s], [components]": "XMPP",
+        "[xmpp] s2s, [muc], [s2s]": "XMPP federation and MUC",
         "[sip] listen": "SIP",
         "[turn] stun": "the STUN responder",
     }
@@ -92,6 +93,9 @@ def makeService(settings: Settings, reactor: Any = None) -> MultiService:
         web = endpoint_service(settings.web.listen, factory, reactor=reactor)
         web.setName("web")
         web.setServiceParent(listeners)
+    # XMPP: c2s, direct-TLS c2s, XEP-0114 components and the sessions they open (unirtc/xmpp/service.py)
+    for xmpp_listener in make_xmpp_listeners(settings, context, certificate, directory, reactor):
+        xmpp_listener.setServiceParent(listeners)
     _not_built_yet(settings)
     return root
 

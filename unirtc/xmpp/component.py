@@ -99,7 +99,8 @@ class ComponentSession:
             log.warn("Component {domain} from {host} sent a wrong secret",
                      domain=self.domain, host=self.stream.peer_host)
             raise StreamError("not-authorized", "wrong handshake")
-        if self.domain in self.router.components:
+        current = self.router.components.get(self.domain)
+        if current is not None and not getattr(current, "stream", self.stream).closing:
             raise StreamError("conflict", f"{self.domain} is already connected")
         self.router.add_component(self.domain, self)
         self.accepted = True

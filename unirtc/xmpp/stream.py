@@ -215,7 +215,8 @@ class XmppStream(Protocol):
             return
         if not self.header_sent:
             self.open({"version": "1.0"})
-        log.debug("Stream error {condition}: {text}", condition=condition, text=text or "")
+        log.info("Stream error {condition} to {host}: {text}", condition=condition, host=self.peer_host,
+                 text=text or "")
         self.write(stream_error_xml(condition, text))
         self.close()
 

@@ -128,6 +128,20 @@ class HostileInputTests(Bystanders, SynchronousTestCase):
         self.assertEqual([e for e in self.roland.elements() if e.name == "message"], [])
         self.assertBystandersChat()
 
+    def test_unboundPrefixIsBadNamespacePrefix(self) -> None:
+        """
+        If a stanza uses a namespace prefix that was never declared, the client gets
+        bad-namespace-prefix.
+        """
+        self.hostile(b"<foo:message to='roland@falcot.com'/>", "bad-namespace-prefix")
+
+    def test_tenMegabyteStanzaIsPolicyViolation(self) -> None:
+        """
+        If a client sends a 10 MB stanza in one go before logging in, it gets policy-violation (and
+        the logged-in users keep chatting).
+        """
+        self.hostile(b"<message><body>" + b"B" * 10_000_000 + b"</body></message>", "policy-violation")
+
     def test_spoofedFromIsInvalidFrom(self) -> None:
         """
         If a bound client claims another user's address in 'from', it gets invalid-from and the

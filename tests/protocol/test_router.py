@@ -115,6 +115,18 @@ class DeliveryTests(SynchronousTestCase):
         counts = [len([e for e in c.elements() if e.name == "presence"]) for c in (negative, positive, silent)]
         self.assertEqual(counts, [1, 1, 0])
 
+    def test_probesAreNotDeliveredToClients(self) -> None:
+        """
+        If a presence probe reaches a user's bare or full JID and no presence plugin answers it,
+        it is dropped: probes are for the server (RFC 6121 §4.3.2), never shown to clients.
+        """
+        laptop = self.online("laptop", 1)
+        laptop.clear()
+        self.sender.send("<presence to='joe@falcot.com' type='probe'/>")
+        self.sender.send("<presence to='joe@falcot.com/laptop' type='probe'/>")
+        self.assertEqual(laptop.elements(), [])
+        self.assertEqual(self.sender.elements(), [])
+
     def test_groupchatAndErrorsToBare(self) -> None:
         """
         If a groupchat message is sent to a user's bare JID it bounces; an error message is dropped

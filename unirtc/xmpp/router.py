@@ -13,6 +13,7 @@ domains this server does not serve get ``remote-server-not-found`` until s2s hoo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -66,6 +67,8 @@ class Router:
         self.account_exists = account_exists
         self._sessions: dict[JID, dict[str, LocalSession]] = {}
         self.components: dict[str, LocalSession] = {}
+        # JID preparation (PRECIS, IDNA) costs ~20 us; the same few addresses recur constantly.
+        self._parse = lru_cache(maxsize=4096)(JID.parse)
 
     # -- the routing table ------------------------------------------------------------------
 
@@ -126,7 +129,10 @@ class Router:
                 log.debug("Dropped a {kind} with no recipient", kind=stanza.name)
                 return
             to = origin.jid.bare  # RFC 6120 §10.3: no 'to' means the sender's own account
-        sender = self._address(stanza, "from", trusted=True)
+        if origin is not None and origin.kind == "c2s" and stanza.getAttribute("from") == origin.jid.full:
+            sender: JID | None = origin.jid
+        else:
+            sender = self._address(stanza, "from", trusted=True)
         event = StanzaEvent(stanza, origin, self, to, sender)
         if origin is not None and origin.kind == "c2s":
             if dispatch(self.bus, f"pre-{stanza.name}/{_target(to)}", event):
@@ -149,7 +155,7 @@ class Router:
         if value is None:
             return None
         try:
-            return JID.parse(value)
+            return self._parse(value)
         except InvalidJID as e:
             if trusted:
                 return None
@@ -185,10 +191,11 @@ class Router:
         stanza, to = event.stanza, event.to
         assert to is not None
         session = self.session(to)
-        if session is not None:
-            session.deliver(stanza)
-            return
         kind = stanza_type(stanza)
+        if session is not None:
+            if not (stanza.name == "presence" and kind == "probe"):
+                session.deliver(stanza)
+            return
         if stanza.name == "message":
             if kind == "groupchat":
                 bounce(self, stanza, StanzaError("service-unavailable"))
@@ -211,6 +218,8 @@ class Router:
             return
         available = [s for s in self.sessions_of(to) if s.available]
         if stanza.name == "presence":
+            if kind == "probe":
+                return  # §4.3.2: the server answers probes (the presence plugin); clients never see them
             for session in available:  # §8.5.2.1.2 (subscriptions: until a roster plugin)
                 session.deliver(stanza)
             return

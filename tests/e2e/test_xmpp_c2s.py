@@ -8,6 +8,7 @@ asyncio loop in the test process, as in slixmpp's integration tests.
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import ssl
 import time
@@ -17,9 +18,12 @@ from typing import Any
 
 import pytest
 import slixmpp
+from cryptography.hazmat.primitives import hashes
+from OpenSSL import SSL
 from slixmpp.componentxmpp import ComponentXMPP
 
 from tests.e2e.harness import ServerHarness
+from tests.protocol.xmpp_helpers import scram_client_final
 
 PASSWORDS = {"joe": "joe-Passw0rd", "roland": "roland-Passw0rd"}
 COMPONENT, COMPONENT_SECRET = "bot.falcot.com", "c0mponent-secret"
@@ -268,3 +272,55 @@ def test_sslContextRejectsUntrustedServer(server) -> None:
     with socket.create_connection(("127.0.0.1", server.ports["c2s_direct_tls"]), timeout=TIMEOUT) as sock:
         with pytest.raises(ssl.SSLCertVerificationError):
             context.wrap_socket(sock, server_hostname="falcot.com")
+
+
+def read_until(connection: SSL.Connection, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("cb_type", ["tls-exporter", "tls-server-end-point"])
+def test_scramPlusChannelBindingOverRealTls(server, cb_type: str) -> None:
+    """
+    If a client (pyOpenSSL, since Python's ssl has no tls-exporter) logs in over direct TLS 1.3
+    with SCRAM-SHA-256-PLUS bound to tls-exporter (RFC 9266) or tls-server-end-point (RFC 5929),
+    the server advertises the type, accepts the proof and proves itself with v=.
+    """
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.load_verify_locations(str(server.directory / "var" / "certificate.pem"))
+    context.set_verify(SSL.VERIFY_PEER, lambda *args: bool(args[-1]))
+    with socket.create_connection(("127.0.0.1", server.ports["c2s_direct_tls"]), timeout=TIMEOUT) as sock:
+        sock.settimeout(None)  # pyOpenSSL wants a blocking socket; pytest-timeout bounds the test
+        connection = SSL.Connection(context, sock)
+        connection.set_tlsext_host_name(b"falcot.com")
+        connection.set_connect_state()
+        connection.do_handshake()
+        assert connection.get_protocol_version_name() == "TLSv1.3"
+        connection.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                           b"xmlns:stream='http://etherx.jabber.org/streams' to='falcot.com' version='1.0'>")
+        features = read_until(connection, b"</stream:features>")
+        assert b"<mechanism>SCRAM-SHA-256-PLUS</mechanism>" in features
+        assert f"<channel-binding type='{cb_type}'/>".encode() in features
+        if cb_type == "tls-exporter":
+            cb_data = connection.export_keying_material(b"EXPORTER-Channel-Binding", 32)
+        else:
+            cb_data = connection.get_peer_certificate().to_cryptography().fingerprint(hashes.SHA256())
+        gs2 = f"p={cb_type},,"
+        bare = "n=joe,r=e2e-client-nonce"
+        first = base64.b64encode((gs2 + bare).encode()).decode()
+        connection.sendall(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>"
+                           f"{first}</auth>".encode())
+        challenge = read_until(connection, b"</challenge>")
+        server_first = base64.b64decode(challenge.split(b">", 1)[1].split(b"<", 1)[0]).decode()
+        final, verifier = scram_client_final(PASSWORDS["joe"], "sha256", bare, server_first, gs2.encode() + cb_data)
+        connection.sendall(f"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+                           f"{base64.b64encode(final.encode()).decode()}</response>".encode())
+        answer = read_until(connection, b"</success>")
+        assert answer.startswith(b"<success"), answer
+        assert base64.b64decode(answer.split(b">", 1)[1].split(b"<", 1)[0]) == verifier
+        connection.sendall(b"</stream:stream>")

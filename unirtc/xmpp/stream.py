@@ -26,7 +26,7 @@ from twisted.words.xish import domish
 from unirtc.logging import get_logger
 from unirtc.xmpp.errors import NS_STREAMS, StreamError, stream_error_xml
 from unirtc.xmpp.parser import Stanza, StreamClosed, StreamEvent, StreamOpened, StreamParser
-from unirtc.xmpp.stanzas import rebase, to_bytes
+from unirtc.xmpp.stanzas import NS_CLIENT, rebase, to_bytes
 
 log = get_logger("unirtc.xmpp.stream")
 
@@ -138,7 +138,10 @@ class XmppStream(Protocol):
         if isinstance(event, StreamError):
             raise event
         if isinstance(event, Stanza):
-            return self.session.stanza_received(rebase(event.element))
+            element = event.element
+            if self.namespace != NS_CLIENT:
+                rebase(element)  # sessions and the router only ever see jabber:client
+            return self.session.stanza_received(element)
         if isinstance(event, StreamOpened):
             return self.session.stream_opened(event)
         if isinstance(event, StreamClosed):

@@ -283,6 +283,27 @@ class BindTests(SynchronousTestCase):
         old.lose()
         self.assertIs(self.server.router.session(new.stream.session.jid), new.stream.session)
 
+    def test_replacedSessionEndsAtOnce(self) -> None:
+        """
+        If an available session is replaced, its unavailable presence and session-ended go out when
+        the new session binds, not when the old TCP connection finally closes, so they can never
+        follow the new session's own presence.
+        """
+        watcher = self.server.login("joe", "phone")
+        watcher.send("<presence/>")
+        old = self.server.login("joe", "laptop")
+        old.send("<presence/>")
+        watcher.clear()
+        ended = []
+        self.server.bus.add("session-ended", lambda event: ended.append(event.session))
+        new = self.server.login("joe", "laptop")
+        presences = [(p["from"], p.getAttribute("type")) for p in watcher.elements() if p.name == "presence"]
+        self.assertEqual(presences, [("joe@falcot.com/laptop", "unavailable")])
+        self.assertEqual(ended, [old.stream.session])
+        old.lose()
+        self.assertEqual(len(ended), 1)
+        self.assertIs(self.server.router.session(new.stream.session.jid), new.stream.session)
+
     def test_invalidResourceIsBadRequest(self) -> None:
         """
         If the requested resource is not a valid resourcepart, the bind IQ fails with bad-request and
@@ -372,13 +393,14 @@ class CloseTests(SynchronousTestCase):
         other.send("<presence/>")
         joe.send("<presence><priority>5</priority></presence>")
         other.clear()
+        jid = joe.stream.session.jid
         joe.send("</stream:stream>")
         self.assertTrue(joe.raw.endswith(b"</stream:stream>"))
         self.assertTrue(joe.disconnected)
         joe.lose()
         self.assertEqual(ended, ["joe@falcot.com/laptop"])
-        self.assertIsNone(server.router.session(joe.stream.session.jid if joe.stream.session else
-                                                 other.stream.session.jid.bare))
+        self.assertIsNone(server.router.session(jid))
+        self.assertEqual(len(server.router.sessions_of(jid)), 1)
         presences = [e for e in other.elements() if e.name == "presence"]
         self.assertEqual([(p["from"], p.getAttribute("type")) for p in presences],
                          [("joe@falcot.com/laptop", "unavailable")])

@@ -76,6 +76,7 @@ class ClientSession:
         self.username: str | None = None
         self.jid: JID = JID.make(None, settings.domain)  # the full JID once bound
         self.bound = False
+        self.ended = False
         self.available = False
         self.priority = 0
         self.presence: domish.Element | None = None
@@ -88,6 +89,12 @@ class ClientSession:
         self.stream.send(element)
 
     def close(self, condition: str, text: str | None = None) -> None:
+        """End the session now (a newer one took its JID, or the server stops), then the stream.
+
+        Ending at once, not when TCP finally goes, keeps the unavailable presence of a replaced
+        session from arriving after the available presence of its successor.
+        """
+        self._end()
         self.stream.fail(condition, text)
 
     # -- stream events -------------------------------------------------------------------------
@@ -134,22 +141,29 @@ class ClientSession:
         return None
 
     def stream_closed(self) -> None:
-        """The client closed its stream (RFC 6120 §4.4): close ours too."""
+        """The client closed its stream (RFC 6120 §4.4): the session ends, and our stream too."""
+        self._end()
         self.stream.close()
 
     def connection_lost(self) -> None:
         if self._timeout.active():
             self._timeout.cancel()
-        if not self.bound:
+        self._end()
+
+    def _end(self) -> None:
+        """Leave the router once: unavailable to whoever saw us, then session-ended."""
+        if not self.bound or self.ended:
             return
+        self.ended = True
         if self.available:
             unavailable = domish.Element((NS_CLIENT, "presence"))
             unavailable["type"] = "unavailable"
             unavailable["from"] = self.jid.full
             self._broadcast(unavailable)  # RFC 6121 §4.5.2: on the client's behalf
+        self.available, self.presence = False, None
         self.router.unbind(self)
         notify(self.settings.bus, "session-ended", SessionEvent(self, self.router))
-        log.info("{jid} disconnected", jid=self.jid.full)
+        log.info("{jid} session ended", jid=self.jid.full)
 
     def _login_timed_out(self) -> None:
         if not self.bound:

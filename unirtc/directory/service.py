@@ -97,6 +97,18 @@ class Directory(Service):
     def _run(self, function: Callable[..., T], *args: Any) -> Deferred[T]:
         return deferToThreadPool(self.reactor, self._pool, function, *args)
 
+    def run(self, operation: Callable[..., T], *args: Any) -> Deferred[T]:
+        """``operation(session, *args)`` in one transaction on the pool, for other modules' SQL.
+
+        It does not touch the credential cache: use it for tables other than the accounts'.
+        """
+
+        def work() -> T:
+            with store.transaction(self.engine) as session:
+                return operation(session, *args)
+
+        return self._run(work)
+
     def _write(self, operation: Callable[..., None], *args: Any) -> Deferred[None]:
         def work() -> None:
             with store.transaction(self.engine) as session:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +25,7 @@ from unirtc.directory import migrate, store
 from unirtc.directory.engine import make_engine
 from unirtc.dns import zone_records
 from unirtc.tls import CertificateFiles, check_certificate, is_warning
+from unirtc.turn.issuer import NoTurnSecret, issue
 from unirtc.xmpp.jid import JID, InvalidJID
 
 
@@ -167,6 +170,33 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_turn_credentials(settings: Settings, args: argparse.Namespace) -> int:
+    """Mint TURN credentials for an existing, enabled account (what GET /turn would return)."""
+    jid = _account(settings, args.jid)
+    if not settings.turn.secret:
+        raise CtlError(f"no TURN secret is configured; set [turn] secret or secret_file in {settings.path}")
+    with store.transaction(_open(settings)) as session:
+        credentials = store.get_credentials(session, jid.local, jid.domain)
+    if credentials is None:
+        raise CtlError(f"no account {jid}; TURN credentials are only issued to accounts of this server")
+    if credentials.disabled:
+        raise CtlError(f"account {jid} is disabled; enable it first: unirtc-ctl enable {jid}")
+    try:
+        issued = issue(settings.turn, str(jid), time.time(), args.ttl)
+    except (NoTurnSecret, ValueError) as e:
+        raise CtlError(str(e)) from None
+    if args.json:
+        print(json.dumps(issued.as_json(), indent=2))
+        return 0
+    expires = datetime.fromtimestamp(issued.expires, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    print(f"username: {issued.username}")
+    print(f"password: {issued.password}")
+    print(f"expires:  {expires} (in {issued.ttl} s)")
+    for uri in issued.uris:
+        print(f"uri:      {uri}")
+    return 0
+
+
 def cmd_version(settings: Settings | None, args: argparse.Namespace) -> int:
     print(f"unirtc {__version__}")
     return 0
@@ -195,6 +225,11 @@ def _parser() -> argparse.ArgumentParser:
     add("disable", _set_disabled(True), "Refuse logins for the specified account.").add_argument("jid", metavar="JID")
     add("enable", _set_disabled(False), "Allow logins again for the specified account.").add_argument("jid", metavar="JID")
     add("users", cmd_users, "List accounts, optionally of one domain.").add_argument("domain", nargs="?")
+    sub = add("turn-credentials", cmd_turn_credentials,
+              "Print short-lived TURN credentials (coturn use-auth-secret) for the specified account.")
+    sub.add_argument("jid", metavar="JID")
+    sub.add_argument("--ttl", type=int, metavar="SECONDS", help="lifetime, at most [turn] ttl (the default)")
+    sub.add_argument("--json", action="store_true", help="print the JSON object GET /turn returns")
     add("check", cmd_check, "Check configuration, database schema and certificate; print DNS records.")
     db = add("db", cmd_db, "Database maintenance.")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply pending schema migrations")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.application.internet import UDPServer
 from twisted.application.service import IService, MultiService
 from twisted.application.strports import service as endpoint_service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
@@ -22,6 +23,7 @@ from unirtc.directory.service import Directory
 from unirtc.logging import get_logger, set_level
 from unirtc.plugin import PluginContext, PluginManager, bundled_plugins
 from unirtc.tls import CertificateFiles
+from unirtc.turn.responder import StunResponder
 from unirtc.web.site import make_site
 from unirtc.xmpp.service import make_xmpp_listeners
 
@@ -51,7 +53,6 @@ def _not_built_yet(settings: Settings) -> None:
     pending = {
         "[xmpp] s2s, [muc], [s2s]": "XMPP federation and MUC",
         "[sip] listen": "SIP",
-        "[turn] stun": "the STUN responder",
     }
     for keys, what in pending.items():
         log.info("{keys}: {what} is not built into this version yet; settings validated and ignored",
@@ -93,6 +94,11 @@ def makeService(settings: Settings, reactor: Any = None) -> MultiService:
         web = endpoint_service(settings.web.listen, factory, reactor=reactor)
         web.setName("web")
         web.setServiceParent(listeners)
+    if settings.turn.stun is not None:
+        stun = UDPServer(settings.turn.stun.port, StunResponder(), interface=settings.turn.stun.interface,
+                         reactor=reactor)
+        stun.setName("stun-udp")
+        stun.setServiceParent(listeners)
     # XMPP: c2s, direct-TLS c2s, XEP-0114 components and the sessions they open (unirtc/xmpp/service.py)
     for xmpp_listener in make_xmpp_listeners(settings, context, certificate, directory, reactor):
         xmpp_listener.setServiceParent(listeners)

@@ -8,9 +8,11 @@ SIGTERM.  Protocol clients nobody here wrote (slixmpp, SIPp, sipsak, turnutils) 
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -137,6 +139,22 @@ class ServerHarness:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+    def https(self, path: str, method: str = "GET",
+              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """One HTTPS request to the web listener, verified against the server's own certificate.
+
+        Returns (status, headers with lower-case names, body).
+        """
+        context = ssl.create_default_context(cafile=str(self.directory / "var" / "certificate.pem"))
+        context.check_hostname = False
+        connection = http.client.HTTPSConnection("127.0.0.1", self.ports["web"], context=context, timeout=10)
+        try:
+            connection.request(method, path, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            connection.close()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

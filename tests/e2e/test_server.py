@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.client
 import socket
-import ssl
 
 from unirtc.directory import migrate
 from unirtc.directory.engine import make_engine
@@ -12,15 +10,8 @@ from unirtc.directory.engine import make_engine
 
 def https_get(harness, path: str, method: str = "GET") -> tuple[int, bytes]:
     """An HTTPS request verified against the server's own (self-signed) certificate."""
-    context = ssl.create_default_context(cafile=str(harness.directory / "var" / "certificate.pem"))
-    context.check_hostname = False
-    connection = http.client.HTTPSConnection("127.0.0.1", harness.ports["web"], context=context, timeout=10)
-    try:
-        connection.request(method, path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    status, _, body = harness.https(path, method)
+    return status, body
 
 
 def test_firstStartServesAndStopsCleanly(harness) -> None:

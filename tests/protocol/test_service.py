@@ -13,6 +13,17 @@ from unirtc.config import load_settings
 from unirtc.service import SequentialMultiService, makeService, service_named
 
 
+class MemoryReactorWithUDP(MemoryReactorClock):
+    """Twisted's memory reactor has no listenUDP; this one records UDP listeners (STUN) too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udpPorts: dict[int, tuple] = {}
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        self.udpPorts[port] = (protocol, interface, maxPacketSize)
+
+
 class ServiceTreeTests(SynchronousTestCase):
     def settings(self, extra: str = ""):
         folder = Path(self.mktemp())
@@ -23,28 +34,30 @@ class ServiceTreeTests(SynchronousTestCase):
     def test_treeAndWebListener(self) -> None:
         """
         If the service is built and privileged-started, the tree has its named children in order and
-        the web listener is bound on the configured port with TLS.
+        the web listener is bound on the configured port with TLS (first, before the protocol
+        listeners), and the STUN responder on the default udp:3478.
         """
-        reactor = MemoryReactorClock()
+        reactor = MemoryReactorWithUDP()
         root = makeService(self.settings(), reactor)
         self.assertEqual([s.name for s in root], ["directory", "certificate", "plugins", "listeners"])
         root.privilegedStartService()
-        self.assertEqual([port for port, *_ in reactor.tcpServers], [5281])
+        self.assertEqual(reactor.tcpServers[0][0], 5281)
         self.assertIn("TLS", type(reactor.tcpServers[0][1]).__name__)
+        self.assertEqual(list(reactor.udpPorts), [3478])
         self.assertIsNotNone(service_named(root, "listeners", "web"))
 
     def test_webWithoutTlsAndDisabled(self) -> None:
         """
         If [web] tls = no the site is served in clear; if listen is empty there is no web listener.
         """
-        reactor = MemoryReactorClock()
+        reactor = MemoryReactorWithUDP()
         makeService(self.settings("tls = no\n"), reactor).privilegedStartService()
         self.assertEqual(type(reactor.tcpServers[0][1]).__name__, "Site")
-        reactor = MemoryReactorClock()
+        reactor = MemoryReactorWithUDP()
         settings = self.settings()
         settings = replace(settings, web=replace(settings.web, listen=""))
         makeService(settings, reactor).privilegedStartService()
-        self.assertEqual(reactor.tcpServers, [])
+        self.assertNotIn(5281, [port for port, *_ in reactor.tcpServers])
 
 
 class SequentialStopTests(SynchronousTestCase):

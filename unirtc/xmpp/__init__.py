@@ -46,7 +46,10 @@ Session events (informational; return None) get a ``SessionEvent``: ``.session``
 A session (``unirtc.xmpp.router.LocalSession``) has ``.jid``, ``.kind``, ``.available``,
 ``.priority``, ``.presence``, ``.data`` (a dict for plugin state) and ``.deliver(element)``.
 The router (``event.router``, or ``module.items("xmpp-router")[0]``) offers
-``route(stanza)``, ``sessions_of(bare_jid)``, ``session(full_jid)``, ``all_sessions()``.
+``route(stanza)``, ``sessions_of(bare_jid)``, ``session(full_jid)``, ``all_sessions()``, and
+``add_component(domain, obj)``/``remove_component(domain, obj)``: every stanza for ``domain``
+then goes to ``obj.deliver(stanza)`` (how an in-process MUC can serve conference.<domain>).
+A plugin answering an IQ sent to the server hooks ``iq/host`` for the results of its own IQs.
 
 Items the core reads: ``feature`` (disco features, via ``module.add_feature``),
 ``stream-feature`` (a ``domish.Element`` offered to clients after authentication),

@@ -49,7 +49,7 @@ The router (``event.router``, or ``module.items("xmpp-router")[0]``) offers
 ``route(stanza)``, ``sessions_of(bare_jid)``, ``session(full_jid)``, ``all_sessions()``, and
 ``add_component(domain, obj)``/``remove_component(domain, obj)``: every stanza for ``domain``
 then goes to ``obj.deliver(stanza)`` (how an in-process MUC can serve conference.<domain>).
-A plugin answering an IQ sent to the server hooks ``iq/host`` for the results of its own IQs.
+A plugin that sends IQs from the server gets their results and errors through ``iq/host``.
 
 Items the core reads: ``feature`` (disco features, via ``module.add_feature``),
 ``stream-feature`` (a ``domish.Element`` offered to clients after authentication),

@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from unirtc.config import load_settings
 from unirtc.service import SequentialMultiService, makeService, service_named
+from unirtc.turn.responder import StunResponder
 
 
 class MemoryReactorWithUDP(MemoryReactorClock):
@@ -43,7 +44,7 @@ class ServiceTreeTests(SynchronousTestCase):
         root.privilegedStartService()
         self.assertEqual(reactor.tcpServers[0][0], 5281)
         self.assertIn("TLS", type(reactor.tcpServers[0][1]).__name__)
-        self.assertEqual(list(reactor.udpPorts), [3478])
+        self.assertIsInstance(reactor.udpPorts[3478][0], StunResponder)
         self.assertIsNotNone(service_named(root, "listeners", "web"))
 
     def test_webWithoutTlsAndDisabled(self) -> None:

@@ -22,11 +22,12 @@ from twisted.python.threadpool import ThreadPool
 from unirtc.directory import store
 from unirtc.directory.engine import make_engine
 from unirtc.directory.migrate import schema_status, upgrade
-from unirtc.directory.secrets import prepare_password, verify_scram_password
+from unirtc.directory.secrets import derive_scram, prepare_password, verify_scram_password
 from unirtc.logging import get_logger
 
 T = TypeVar("T")
 log = get_logger("unirtc.directory")
+_DECOY = derive_scram("sha256", "decoy password for unknown accounts")
 
 
 class SchemaBehind(Exception):
@@ -166,9 +167,10 @@ class Directory(Service):
     def verify_password(self, localpart: str, domain: str, password: str):
         """True if the account exists, is enabled and ``password`` matches its SCRAM-SHA-256 secret."""
         credentials = yield self.credentials(localpart, domain)
-        if credentials is None or credentials.disabled or "sha256" not in credentials.scram:
-            return False
-        secret = credentials.scram["sha256"]
+        usable = credentials is not None and not credentials.disabled and "sha256" in credentials.scram
+        # Unknown and disabled accounts cost the same PBKDF2 work, so timing does not tell
+        # an attacker which accounts exist.
+        secret = credentials.scram["sha256"] if usable else _DECOY
 
         def check() -> bool:
             try:
@@ -176,7 +178,8 @@ class Directory(Service):
             except ValueError:
                 return False
 
-        return (yield self._run(check))
+        matched = yield self._run(check)
+        return usable and matched
 
     def create_account(self, localpart: str, domain: str, password: str) -> Deferred[None]:
         return self._write(store.create_account, localpart, domain, password)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.internet import UDPServer
+from twisted.application.internet import TCPServer, UDPServer
 from twisted.application.service import IService, MultiService
 from twisted.application.strports import service as endpoint_service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
@@ -19,11 +19,12 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from unirtc.certificates import CertificateService
 from unirtc.config import Settings
-from unirtc.directory.service import Directory
+from unirtc.directory.service import Directory, SchemaBehind
 from unirtc.logging import get_logger, set_level
 from unirtc.plugin import PluginContext, PluginManager, bundled_plugins
 from unirtc.tls import CertificateFiles
 from unirtc.turn.responder import StunResponder
+from unirtc.turn.stream import StunStreamFactory
 from unirtc.web.site import make_site
 from unirtc.xmpp.service import make_xmpp_listeners
 
@@ -48,6 +49,17 @@ class SequentialMultiService(MultiService):
         return ensureDeferred(stop_in_order())
 
 
+class UnirtcService(SequentialMultiService):
+    """The root: a schema that is behind ends startup with one log line, not a traceback."""
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except SchemaBehind as e:
+            log.critical("Refusing to start: {problem}", problem=str(e))
+            raise SystemExit(1) from None
+
+
 def _not_built_yet(settings: Settings) -> None:
     """Say which configured sections this version parses but does not serve yet."""
     pending = {
@@ -63,7 +75,7 @@ def makeService(settings: Settings, reactor: Any = None) -> MultiService:
     if reactor is None:
         from twisted.internet import reactor
     set_level(settings.server.log_level)
-    root = SequentialMultiService()
+    root = UnirtcService()
     root.setName("unirtc")
 
     directory = Directory(
@@ -99,6 +111,10 @@ def makeService(settings: Settings, reactor: Any = None) -> MultiService:
                          reactor=reactor)
         stun.setName("stun-udp")
         stun.setServiceParent(listeners)
+        stun_tcp = TCPServer(settings.turn.stun.port, StunStreamFactory(reactor),
+                             interface=settings.turn.stun.interface, reactor=reactor)
+        stun_tcp.setName("stun-tcp")
+        stun_tcp.setServiceParent(listeners)
     # XMPP: c2s, direct-TLS c2s, XEP-0114 components and the sessions they open (unirtc/xmpp/service.py)
     for xmpp_listener in make_xmpp_listeners(settings, context, certificate, directory, reactor):
         xmpp_listener.setServiceParent(listeners)

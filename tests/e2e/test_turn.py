@@ -15,7 +15,6 @@ import base64
 import io
 import json
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -32,7 +31,6 @@ from unirtc.turn.stun import Class, Message, Method, parse_message
 
 SECRET = "e2e-shared-secret-with-coturn"
 PASSWORD = "s3cret-Passw0rd"
-needs_coturn = pytest.mark.skipif(shutil.which("turnserver") is None, reason="Debian package coturn is not installed")
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -58,7 +56,6 @@ def stunclient(port: int, host: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-@needs_coturn
 def test_stunResponderAnswersRealClientsAndSurvivesGarbage(harness) -> None:
     """
     If the responder listens dual-stack, turnutils_stunclient learns 127.0.0.1 over IPv4 and ::1
@@ -240,7 +237,6 @@ def coturn(tmp_path):
     server.stop()
 
 
-@needs_coturn
 def test_coturnAcceptsIssuedCredentialsOnly(harness, coturn) -> None:
     """
     If coturn runs with the shipped configuration and unirtc's secret, credentials fetched from

@@ -22,6 +22,7 @@ from unirtc.config import Settings
 from unirtc.directory.service import Directory, SchemaBehind
 from unirtc.logging import get_logger, set_level
 from unirtc.plugin import PluginContext, PluginManager, bundled_plugins
+from unirtc.sip.service import make_sip_listeners
 from unirtc.tls import CertificateFiles
 from unirtc.turn.responder import StunResponder
 from unirtc.turn.stream import StunStreamFactory
@@ -64,7 +65,6 @@ def _not_built_yet(settings: Settings) -> None:
     """Say which configured sections this version parses but does not serve yet."""
     pending = {
         "[xmpp] s2s, [muc], [s2s]": "XMPP federation and MUC",
-        "[sip] listen": "SIP",
     }
     for keys, what in pending.items():
         log.info("{keys}: {what} is not built into this version yet; settings validated and ignored",
@@ -118,6 +118,9 @@ def makeService(settings: Settings, reactor: Any = None) -> MultiService:
     # XMPP: c2s, direct-TLS c2s, XEP-0114 components and the sessions they open (unirtc/xmpp/service.py)
     for xmpp_listener in make_xmpp_listeners(settings, context, certificate, directory, reactor):
         xmpp_listener.setServiceParent(listeners)
+    # SIP: the binding store, UDP/TCP/TLS listeners, registrar and proxy (unirtc/sip/service.py)
+    for sip_listener in make_sip_listeners(settings, directory, certificate, reactor):
+        sip_listener.setServiceParent(listeners)
     _not_built_yet(settings)
     return root
 

@@ -1,0 +1,532 @@
+# -*- test-case-name: tests.protocol.test_sip_proxy -*-
+"""The transaction-stateful proxy (RFC 3261 §16) in front of the location service.
+
+A request for a local AOR (any served SIP domain, or one of our addresses) is authenticated
+when it comes from a local user (407, RFC 3261 §22.3), checked against the directory (404)
+and forked in parallel to every binding (480 when there is none).  In-dialog requests follow
+their Route headers; we Record-Route every dialog we forward, with the flow tokens of the
+TCP/TLS connections on both sides in the URI's user part, so later requests reuse those
+connections (RFC 5626 §5.3).  Responses are chosen as §16.7 says; CANCEL follows §16.10.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred, succeed
+
+from unirtc.logging import get_logger
+from unirtc.sip.digest import DigestParseError, parse_credentials
+from unirtc.sip.headers import CSeq, Headers, Via
+from unirtc.sip.message import SipRequest, SipResponse, make_response
+from unirtc.sip.transaction import MAGIC_COOKIE, ClientTransaction, ServerTransaction, State
+from unirtc.sip.transport import Hop, Transports, uri_hop, via_hop
+from unirtc.sip.uri import SipParseError, SipURI, parse_name_addr, parse_uri
+from unirtc.xmpp.jid import InvalidJID, normalize_localpart
+
+log = get_logger("unirtc.sip.proxy")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, REGISTER"
+TIMER_C = 180.0  # §16.6 step 11: more than 3 minutes without a provisional ends an INVITE branch
+_NO_AUTH = frozenset({"ACK", "CANCEL", "REGISTER"})
+_PREFERRED_4XX = (401, 407, 415, 420, 484)  # §16.7 step 6: they tell the client how to retry
+
+
+class Stack(Protocol):
+    """What the proxy needs from the transaction layer (``unirtc.sip.service.SipCore``)."""
+
+    transports: Transports
+
+    def respond(self, tx: ServerTransaction, response: SipResponse) -> None: ...
+
+    def request(self, request: SipRequest, hop: Hop,
+                on_response: Callable[[SipResponse], None]) -> ClientTransaction: ...
+
+
+def _tag() -> str:
+    return secrets.token_hex(8)
+
+
+def loop_hash(request: SipRequest) -> str:
+    """§16.6 step 8: a hash of what a looping request keeps unchanged, for our Via branch."""
+    parts = [str(request.uri), request.from_.tag or "", request.to.tag or "", request.call_id,
+             str(request.cseq.number), *request.headers.get_all("Route"),
+             *request.headers.get_all("Proxy-Require")]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def make_cancel(request: SipRequest) -> SipRequest:
+    """§9.1: the CANCEL for a request we sent (same Request-URI, top Via, Route, tags, CSeq)."""
+    headers = Headers()
+    headers.add("Via", request.headers.get_list("Via")[0])
+    for value in request.headers.get_all("Route"):
+        headers.add("Route", value)
+    headers.add("Max-Forwards", "70")
+    for name in ("From", "To", "Call-ID"):
+        headers.add(name, request.headers.get(name) or "")
+    headers.add("CSeq", str(CSeq(request.cseq.number, "CANCEL")))
+    return SipRequest("CANCEL", request.uri, headers=headers)
+
+
+def best_response(responses: list[SipResponse]) -> SipResponse | None:
+    """§16.7 step 6: a 6xx if any, else the lowest class, preferring retry hints in 4xx.
+
+    401 and 407 challenges from every branch are merged into the chosen one (step 7), and a
+    503 becomes 500 so the client does not think *we* are overloaded.
+    """
+    if not responses:
+        return None
+    finals = [r for r in responses if r.status >= 300]
+    global_failures = [r for r in finals if r.status >= 600]
+    if global_failures:
+        chosen = global_failures[0]
+    else:
+        lowest = min(r.status // 100 for r in finals)
+        in_class = [r for r in finals if r.status // 100 == lowest]
+        chosen = next((r for r in in_class if r.status in _PREFERRED_4XX), in_class[0])
+    if chosen.status in (401, 407):
+        merged = SipResponse(chosen.status, chosen.reason, headers=chosen.headers.copy(), body=chosen.body)
+        for other in finals:
+            if other is not chosen and other.status in (401, 407):
+                for name in ("WWW-Authenticate", "Proxy-Authenticate"):
+                    for value in other.headers.get_all(name):
+                        merged.headers.add(name, value)
+        chosen = merged
+    if chosen.status == 503:
+        chosen = SipResponse(500, "Server Internal Error", headers=chosen.headers.copy(), body=chosen.body)
+    return chosen
+
+
+class _Branch:
+    def __init__(self, request: SipRequest, hop: Hop) -> None:
+        self.request = request
+        self.hop = hop
+        self.tx: ClientTransaction | None = None
+        self.provisional = False
+        self.final: SipResponse | None = None
+        self.cancel_pending = False
+        self.timer_c: Any = None
+
+
+class ResponseContext:
+    """One forwarded request: its branches, the responses gathered, the choice of §16.7."""
+
+    def __init__(self, proxy: Proxy, tx: ServerTransaction, request: SipRequest) -> None:
+        self.proxy = proxy
+        self.tx = tx
+        self.request = request
+        self.branches: list[_Branch] = []
+        self.cancelled = False
+        self.answered = False
+
+    def fork(self, branch: _Branch) -> None:
+        self.branches.append(branch)
+        stack = self.proxy.stack
+        branch.tx = stack.request(branch.request, branch.hop, lambda r: self.on_response(branch, r))
+        if self.request.method == "INVITE" and branch.final is None:
+            self._restart_timer_c(branch)
+
+    def on_response(self, branch: _Branch, response: SipResponse) -> None:
+        response.headers.pop_first("Via")  # our own (§16.7 step 3)
+        status = response.status
+        if status < 200:
+            if status == 100:
+                return
+            branch.provisional = True
+            if self.request.method == "INVITE":
+                self._restart_timer_c(branch)
+            if branch.cancel_pending:
+                self._send_cancel(branch)
+            if not self.answered and not self.cancelled:
+                self.proxy.stack.respond(self.tx, response)
+            return
+        self._stop_timer_c(branch)
+        if 200 <= status < 300:
+            if branch.final is None:
+                branch.final = response
+            self._forward_success(response)
+            if self.request.method == "INVITE":
+                self.cancel_branches()
+            return
+        if branch.final is None:
+            branch.final = response
+        if status >= 600 and self.request.method == "INVITE":
+            self.cancel_branches()
+        self.check_done()
+
+    def _forward_success(self, response: SipResponse) -> None:
+        """§16.7 step 5: every 2xx to INVITE goes upstream, even after another final."""
+        if self.tx.state in (State.PROCEEDING, State.TRYING, State.ACCEPTED):
+            self.answered = True
+            self.proxy.stack.respond(self.tx, response)
+        elif self.request.method == "INVITE" and response.headers.get("Via"):
+            self.proxy.forward_response(response)
+
+    def check_done(self) -> None:
+        if self.answered or any(b.final is None for b in self.branches):
+            return
+        self.answered = True
+        best = best_response([b.final for b in self.branches if b.final is not None])
+        if best is None or (self.cancelled and best.status < 300):
+            best = make_response(self.request, 487 if self.cancelled else 408, to_tag=_tag())
+        self.proxy.stack.respond(self.tx, best)
+
+    def cancel_branches(self) -> None:
+        """§16.10 / §16.7 step 10: CANCEL each pending branch; one without a provisional yet
+        counts as answered 487 at once and is CANCELled if a provisional still arrives."""
+        for branch in self.branches:
+            if branch.final is not None or branch.cancel_pending:
+                continue
+            branch.cancel_pending = True
+            if branch.provisional:
+                self._send_cancel(branch)
+            else:
+                self._stop_timer_c(branch)
+                branch.final = make_response(self.request, 487, to_tag=_tag())
+        self.check_done()
+
+    def _send_cancel(self, branch: _Branch) -> None:
+        if branch.request.method != "INVITE":
+            return
+        cancel = make_cancel(branch.request)
+        self.proxy.stack.request(cancel, branch.hop, lambda response: None)
+
+    def _restart_timer_c(self, branch: _Branch) -> None:
+        self._stop_timer_c(branch)
+        branch.timer_c = self.proxy.clock.callLater(TIMER_C, self._timer_c, branch)
+
+    def _stop_timer_c(self, branch: _Branch) -> None:
+        if branch.timer_c is not None and branch.timer_c.active():
+            branch.timer_c.cancel()
+        branch.timer_c = None
+
+    def _timer_c(self, branch: _Branch) -> None:
+        """§16.8: CANCEL a branch that rang for too long; one that never rang counts as 408."""
+        branch.timer_c = None
+        if branch.final is not None:
+            return
+        if branch.provisional:
+            branch.cancel_pending = True
+            self._send_cancel(branch)
+        else:
+            branch.final = make_response(self.request, 408, to_tag=_tag())
+            self.check_done()
+
+
+class Proxy:
+    """Routes every request that is not a REGISTER; see the module docstring.
+
+    :param stack: the transaction layer (sends, client transactions, responses)
+    :param realm_for: SIP domain -> account domain (``digest.domain_map``), None if foreign
+    :param account_domain: the account domain that our own addresses stand for
+    :param accounts: ``credentials(localpart, domain) -> Deferred[Credentials | None]``
+    :param bindings: ``lookup(aor, now) -> list[Binding]``
+    :param authenticator: ``verify(request, proxy=True, source=...)`` and ``respond(...)``
+    """
+
+    def __init__(self, stack: Stack, clock: Any, realm_for: Callable[[str], str | None],
+                 account_domain: str, accounts: Any, bindings: Any, authenticator: Any) -> None:
+        self.stack = stack
+        self.clock = clock
+        self.realm_for = realm_for
+        self.account_domain = account_domain
+        self.accounts = accounts
+        self.bindings = bindings
+        self.authenticator = authenticator
+        self.contexts: dict[int, ResponseContext] = {}
+
+    # helpers ------------------------------------------------------------------------------
+
+    def _reply(self, tx: ServerTransaction, request: SipRequest, status: int, reason: str | None = None,
+               **headers: str) -> None:
+        response = make_response(request, status, reason, to_tag=_tag())
+        for name, value in headers.items():
+            response.headers.add(name.replace("_", "-"), value)
+        self.stack.respond(tx, response)
+
+    def local_domain(self, uri: Any) -> str | None:
+        """The account domain a URI's host stands for, or None when it is not ours."""
+        if not isinstance(uri, SipURI) or uri.scheme == "tel":
+            return None
+        if self.realm_for(uri.host) is not None:
+            return self.realm_for(uri.host)
+        return self.account_domain if self.stack.transports.is_local(uri.host, uri.port) else None
+
+    def _is_me(self, uri: Any) -> bool:
+        return isinstance(uri, SipURI) and uri.scheme != "tel" and (
+            self.stack.transports.is_local(uri.host, uri.port)
+            or (uri.port is None and self.realm_for(uri.host) is not None))
+
+    # requests ------------------------------------------------------------------------------
+
+    def handle(self, request: SipRequest, tx: ServerTransaction, source: Hop) -> None:
+        """A new request (not REGISTER, CANCEL or ACK) in its server transaction."""
+        if request.method == "OPTIONS" and request.uri.user is None and self._is_me(request.uri) \
+                and not request.route:
+            self._reply(tx, request, 200, Allow=ALLOW, Accept="application/sdp", Supported="path, outbound")
+            return
+        if request.max_forwards == 0:
+            self._reply(tx, request, 483)
+            return
+        if "Proxy-Require" in request.headers:
+            self._reply(tx, request, 420, Unsupported=", ".join(request.headers.get_list("Proxy-Require")))
+            return
+        if self._looped(request):
+            self._reply(tx, request, 482)
+            return
+        loop = loop_hash(request)
+        tokens = self._preprocess_routes(request)
+        if request.to.tag is not None:  # in-dialog: only along a route we recorded
+            if tokens is None:
+                self._reply(tx, request, 404, "Not Here")
+                return
+            self._forward(tx, request, source, [(None, self._next_hop(request, source, tokens))], loop)
+            return
+        target_domain = None if request.route else self.local_domain(request.uri)
+        if target_domain is not None and request.uri.user is None:
+            if request.method == "OPTIONS":
+                self._reply(tx, request, 200, Allow=ALLOW)
+            else:
+                self._reply(tx, request, 484)
+            return
+        needs_auth = self.realm_for(request.from_.uri.host) is not None \
+            if isinstance(request.from_.uri, SipURI) else False
+        if not needs_auth and target_domain is None:
+            self._reply(tx, request, 403, "Forbidden (relaying denied)")
+            return
+        checked = self._authenticate(request, tx, source) if needs_auth else succeed(True)
+        checked.addCallback(self._authenticated, request, tx, source, target_domain, loop)
+        checked.addErrback(self._failed, request, tx)
+
+    def _failed(self, failure: Any, request: SipRequest, tx: ServerTransaction) -> None:
+        log.failure("SIP proxy: routing {method} failed", failure, method=request.method)
+        self._reply(tx, request, 500)
+
+    def _looped(self, request: SipRequest) -> bool:
+        """§16.3 step 4: one of our Vias carries the hash this request would get again."""
+        prefix = f"{MAGIC_COOKIE}{loop_hash(request)}."
+        transports = self.stack.transports
+        return any(via.branch is not None and via.branch.startswith(prefix)
+                   and transports.is_local(via.host, via.port) for via in request.via)
+
+    def _preprocess_routes(self, request: SipRequest) -> list[str] | None:
+        """§16.4: undo a strict router's rewrite and pop our own Route entries.
+
+        Returns the flow tokens found in the popped Routes (an empty list when the Route
+        entries were ours without tokens), or None when no Route was ours.
+        """
+        if self._is_me(request.uri) and request.uri.lr and request.route:
+            last = request.headers.get_list("Route")[-1]
+            values = request.headers.get_list("Route")[:-1]
+            request.headers.remove("Route")
+            for value in values:
+                request.headers.add("Route", value)
+            request.uri = parse_name_addr(last).uri
+        tokens: list[str] | None = None
+        while request.route and self._is_me(request.route[0].uri):
+            popped = request.route[0].uri
+            request.headers.pop_first("Route")
+            tokens = tokens or []
+            if isinstance(popped, SipURI) and popped.user:
+                tokens += popped.user.split("~")
+        return tokens
+
+    def _next_hop(self, request: SipRequest, source: Hop, tokens: list[str]) -> Hop | None:
+        """Where a routed request goes: the top Route, else the Request-URI; over the flow
+        named in our Record-Route that the request did not come in on, when still open."""
+        flows = self.stack.transports.flows
+        for token in tokens:
+            if token != source.flow and token in flows:
+                peer = flows[token]
+                return Hop(peer.transport_name, *peer.peer, flow=token)
+        target = request.route[0].uri if request.route else request.uri
+        return uri_hop(target) if isinstance(target, SipURI) else None
+
+    def _authenticate(self, request: SipRequest, tx: ServerTransaction, source: Hop) -> Deferred[bool]:
+        """§22.3: a local user's request carries Proxy-Authorization for their own From."""
+
+        def decide(result: Any) -> bool:
+            if result.account is None:
+                self.stack.respond(tx, self.authenticator.respond(request, result, proxy=True))
+                return False
+            user = request.from_.uri.user or ""
+            try:
+                same = (normalize_localpart(user), self.realm_for(request.from_.uri.host)) == result.account
+            except InvalidJID:
+                same = False
+            if not same:
+                self._reply(tx, request, 403, "Forbidden (From is not the authenticated user)")
+                return False
+            _consume_credentials(request, result.account[1])
+            return True
+
+        return self.authenticator.verify(request, proxy=True, source=source.address).addCallback(decide)
+
+    def _authenticated(self, ok: bool, request: SipRequest, tx: ServerTransaction, source: Hop,
+                       target_domain: str | None, loop: str) -> Deferred[None] | None:
+        if not ok:
+            return None
+        if target_domain is None:
+            self._reply(tx, request, 403, "Forbidden (relaying denied)")
+            return None
+        try:
+            localpart = normalize_localpart(request.uri.user or "")
+        except InvalidJID:
+            self._reply(tx, request, 404)
+            return None
+        aor = (localpart, target_domain)
+
+        def found(credentials: Any) -> None:
+            if credentials is None or credentials.disabled:
+                self._reply(tx, request, 404)
+                return
+            if tx.state not in (State.TRYING, State.PROCEEDING):
+                return  # cancelled (487 sent) while we were looking
+            targets = []
+            for binding in self.bindings.lookup(aor, self.clock.seconds()):
+                target = _contact_uri(binding.contact)
+                if target is not None:
+                    targets.append((target, self._binding_hop(binding, target)))
+            if not targets:
+                self._reply(tx, request, 480)
+                return
+            self._forward(tx, request, source, targets, loop)
+
+        return self.accounts.credentials(*aor).addCallback(found)
+
+    def _binding_hop(self, binding: Any, target: SipURI) -> Hop | None:
+        flows = self.stack.transports.flows
+        if binding.flow is not None and binding.flow in flows:
+            peer = flows[binding.flow]
+            return Hop(peer.transport_name, *peer.peer, flow=binding.flow)
+        hop = uri_hop(target)
+        source = binding.source
+        if source is not None and (hop is None or (hop.transport == "UDP" and hop.host != source[0])):
+            # NAT: the contact is unreachable or private; answer where the REGISTER came from.
+            return Hop("UDP", source[0], int(source[1]))
+        return hop
+
+    def _forward(self, tx: ServerTransaction, request: SipRequest, source: Hop,
+                 targets: list[tuple[SipURI | None, Hop | None]], loop: str) -> None:
+        """§16.6: one branch per target, all in parallel."""
+        context = ResponseContext(self, tx, request)
+        self.contexts[id(tx)] = context
+        record_route = request.to.tag is None and request.method not in ("REGISTER",)
+        for target, hop in targets:
+            if hop is None:
+                branch = _Branch(request, Hop("UDP", "", 0))
+                branch.final = make_response(request, 480, "Temporarily Unavailable (unreachable contact)",
+                                             to_tag=_tag())
+                context.branches.append(branch)
+                continue
+            context.fork(_Branch(*self._branch_request(request, target, source, hop, loop, record_route)))
+        context.check_done()
+
+    def _branch_request(self, request: SipRequest, target: SipURI | None, source: Hop, hop: Hop,
+                        loop: str, record_route: bool) -> tuple[SipRequest, Hop]:
+        copy = SipRequest(request.method, target or request.uri, headers=request.headers.copy(),
+                          body=request.body)
+        forwards = request.max_forwards
+        copy.headers.set("Max-Forwards", str(70 if forwards is None else forwards - 1))
+        transports = self.stack.transports
+        hop = transports.choose(hop, len(bytes(copy)) + 300)
+        if record_route:
+            tokens = "~".join(t for t in (source.flow, hop.flow) if t)
+            sides = [(hop.transport, ":" in hop.host), (source.transport, ":" in source.host)]
+            entries = list(dict.fromkeys(_rr_uri(*transports.local_address(t, v6), t, tokens)
+                                         for t, v6 in sides))
+            for entry in reversed(entries):
+                copy.headers.add("Record-Route", f"<{entry}>", first=True)
+        host, port = transports.local_address(hop.transport, ":" in hop.host)
+        branch = f"{MAGIC_COOKIE}{loop}.{secrets.token_hex(6)}"
+        copy.headers.add("Via", str(Via(hop.transport, host, port, {"branch": branch, "rport": None})),
+                         first=True)
+        return copy, hop
+
+    # CANCEL, ACK and stray responses ---------------------------------------------------------
+
+    def cancel(self, request: SipRequest, tx: ServerTransaction, invite: ServerTransaction | None) -> None:
+        """§16.10: answer the CANCEL, then cancel the matching INVITE's pending branches."""
+        if invite is None or invite.state not in (State.PROCEEDING, State.TRYING):
+            self._reply(tx, request, 481 if invite is None else 200)
+            return
+        self._reply(tx, request, 200)
+        context = self.contexts.get(id(invite))
+        if context is None:  # still authenticating or looking up: nothing forked yet
+            self.stack.respond(invite, make_response(invite.request, 487, to_tag=_tag()))
+            return
+        context.cancelled = True
+        context.cancel_branches()
+
+    def ack(self, request: SipRequest, source: Hop) -> None:
+        """An ACK outside any transaction (for a 2xx): forwarded statelessly along its route."""
+        if request.max_forwards == 0:
+            return
+        tokens = self._preprocess_routes(request)
+        if tokens is None:
+            return  # not routed through us: we are no relay for strangers' ACKs
+        hop = self._next_hop(request, source, tokens)
+        if hop is None:
+            return
+        transports = self.stack.transports
+        hop = transports.choose(hop, len(bytes(request)) + 200)
+        forwards = request.max_forwards
+        request.headers.set("Max-Forwards", str(70 if forwards is None else forwards - 1))
+        # §16.11: a stateless branch must be the same for retransmissions of the same ACK.
+        seed = f"{request.via[0].branch}|{loop_hash(request)}".encode()
+        branch = f"{MAGIC_COOKIE}{hashlib.sha256(seed).hexdigest()[:20]}"
+        host, port = transports.local_address(hop.transport, ":" in hop.host)
+        request.headers.add("Via", str(Via(hop.transport, host, port, {"branch": branch})), first=True)
+        transports.send(bytes(request), hop)
+
+    def forward_response(self, response: SipResponse) -> None:
+        """§16.7/§18.2.2: a response with our Via popped, sent on to the next Via statelessly."""
+        vias = response.via
+        if not vias:
+            return
+        hop = via_hop(vias[0])
+        self.stack.transports.send(bytes(response), self.stack.transports.choose(hop, 0))
+
+    def stray_response(self, response: SipResponse) -> None:
+        """A response matching no client transaction (a 2xx retransmission): if the top Via
+        is ours, pass it on statelessly; otherwise drop it (§18.1.2)."""
+        top = response.via[0]
+        if not self.stack.transports.is_local(top.host, top.port):
+            return
+        response.headers.pop_first("Via")
+        self.forward_response(response)
+
+    def forget(self, tx: ServerTransaction) -> None:
+        """The server transaction ended: drop its response context."""
+        self.contexts.pop(id(tx), None)
+
+
+def _contact_uri(contact: str) -> SipURI | None:
+    try:
+        uri = parse_uri(contact.strip("<>"))
+    except SipParseError:
+        return None
+    return uri if isinstance(uri, SipURI) and uri.scheme != "tel" else None
+
+
+def _rr_uri(host: str, port: int, transport: str, tokens: str) -> str:
+    user = f"{tokens}@" if tokens else ""
+    return f"sip:{user}{host}:{port};transport={transport.lower()};lr"
+
+
+def _consume_credentials(request: SipRequest, realm: str) -> None:
+    """Remove the Proxy-Authorization we checked; others are for proxies further on (§22.3)."""
+    kept = []
+    for value in request.headers.get_all("Proxy-Authorization"):
+        try:
+            if parse_credentials(value).get("realm") == realm:
+                continue
+        except DigestParseError:
+            pass
+        kept.append(value)
+    request.headers.remove("Proxy-Authorization")
+    for value in kept:
+        request.headers.add("Proxy-Authorization", value)

@@ -2,8 +2,9 @@
 
 A plugin is a Python module ``mod_<name>.py`` defining ``load(module: Module)``.  It hooks
 events, declares items (disco features, HTTP paths, components...) and stores data through
-``module.directory``.  The ``Module`` records everything a plugin registers, so unloading it
-undoes all of it.  Plugins never import the transports.
+``module.storage(name)`` and ``module.archive(name)`` (``unirtc.storage``).  The ``Module``
+records everything a plugin registers, so unloading it undoes all of it.  Plugins never
+import the transports.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 
 from unirtc.logging import get_logger
+
+if TYPE_CHECKING:
+    from unirtc.storage import ArchiveStore, KeyValueStore
 
 ENTRY_POINT_GROUP = "unirtc.plugins"
 log = get_logger("unirtc.plugin")
@@ -126,6 +130,23 @@ class Module:
     def items(self, kind: str) -> list[Any]:
         return self._context.items.get(kind)
 
+    def storage(self, name: str) -> KeyValueStore:
+        """The ``unirtc.storage.KeyValueStore`` called ``name`` (shared by every plugin using it)."""
+        return self._store("kv", name)
+
+    def archive(self, name: str) -> ArchiveStore:
+        """The ``unirtc.storage.ArchiveStore`` called ``name`` (shared by every plugin using it)."""
+        return self._store("archive", name)
+
+    def _store(self, kind: str, name: str) -> Any:
+        from unirtc.storage import ArchiveStore, KeyValueStore
+
+        stores = self._context.stores
+        if (kind, name) not in stores:
+            factory = KeyValueStore if kind == "kv" else ArchiveStore
+            stores[(kind, name)] = factory(self.directory, name)
+        return stores[(kind, name)]
+
     def on_unload(self, callback: Callable[[], None]) -> None:
         self._undo.append(callback)
 
@@ -146,6 +167,7 @@ class PluginContext:
     reactor: Any
     bus: HookBus = field(default_factory=HookBus)
     items: Items = field(default_factory=Items)
+    stores: dict[tuple[str, str], Any] = field(default_factory=dict)  # storage by (kind, name)
 
 
 def bundled_plugin_dir() -> Path:

@@ -13,10 +13,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -124,3 +126,36 @@ class SipBinding(Base):
     source_host: Mapped[str | None] = mapped_column(String(64))
     source_port: Mapped[int | None] = mapped_column(Integer)
     user_agent: Mapped[str | None] = mapped_column(String(255))
+
+
+class PluginData(Base):
+    """One JSON value a plugin keeps under ``(store, owner, key)`` (``unirtc.storage.KeyValueStore``).
+
+    ``owner`` is a bare JID (an account, a MUC room) or a component-level name; deleting an
+    account deletes the rows it owns.
+    """
+
+    __tablename__ = "plugin_data"
+    __table_args__ = (UniqueConstraint("store", "owner", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(2047), index=True)
+    key: Mapped[str] = mapped_column(String(1023))
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class PluginArchiveItem(Base):
+    """One entry of a plugin's append-only, time-ordered log (``unirtc.storage.ArchiveStore``):
+    offline messages, message archives, MUC history. ``id`` orders entries and pages queries."""
+
+    __tablename__ = "plugin_archive"
+    __table_args__ = (Index("ix_plugin_archive_store_owner_id", "store", "owner", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(2047), index=True)
+    with_jid: Mapped[str | None] = mapped_column(String(3071))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
+from unirtc.directory import plugin_store
 from unirtc.directory.models import Account, DigestCredential, DirectoryState, ScramCredential
 from unirtc.directory.secrets import (
     SCRAM_HASHES,
@@ -131,7 +132,9 @@ def set_disabled(session: Session, localpart: str, domain: str, disabled: bool) 
 
 
 def delete_account(session: Session, localpart: str, domain: str) -> None:
+    """Delete the account, its secrets and bindings (cascade) and what plugins stored for it."""
     session.delete(_require(session, localpart, domain))
+    plugin_store.delete_owner(session, f"{localpart}@{domain}")
     _bump_generation(session)
 
 

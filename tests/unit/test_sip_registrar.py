@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -15,6 +15,7 @@ from tests.unit.sip_auth_helpers import (
     settings,
     with_header,
 )
+from unirtc.directory.bindings_store import BindingRecord
 from unirtc.sip.bindings import Binding, BindingStore
 from unirtc.sip.digest import DigestAuthenticator, domain_map
 from unirtc.sip.message import SipResponse
@@ -346,8 +347,8 @@ class _FailingDirectory:
 class StorageFailureTests(RegistrarTestCase):
     def test_storageFailureIs500ThenRetried(self) -> None:
         """
-        If the database write fails the REGISTER gets 500 with Retry-After, and the next
-        purge writes the bindings once the database is back.
+        If the database write fails the REGISTER gets 500 with Retry-After, failed retries do
+        not stop the periodic purge, and it writes the bindings once the database is back.
         """
         database = _FailingDirectory()
         self.store = BindingStore(database, self.clock)
@@ -357,7 +358,37 @@ class StorageFailureTests(RegistrarTestCase):
         response = self.register(["<sip:a@192.0.2.10>"])
         self.assertEqual((response.status, response.headers.get("Retry-After")), (500, "10"))
         self.flushLoggedErrors(RuntimeError)
+        self.clock.advance(30)
+        self.assertEqual(database.writes, [])
+        self.flushLoggedErrors(RuntimeError)
         database.failing = False
         self.clock.advance(30)
         self.assertEqual(len(database.writes), 1)
         self.assertEqual([r.contact for r in database.writes[0][JOE]], ["sip:a@192.0.2.10"])
+
+
+class StartupTests(RegistrarTestCase):
+    def test_waitsUntilBindingsAreLoaded(self) -> None:
+        """
+        If a REGISTER arrives before the stored bindings are loaded, it is answered only once
+        they are, and the answer lists the stored binding too.
+        """
+        loading: Deferred = Deferred()
+
+        class Database:
+            def run(self, operation, *args):
+                return loading if operation.__name__ == "load_bindings" else succeed(None)
+
+        self.store = BindingStore(Database(), self.clock)
+        self.store.startService()
+        self.addCleanup(self.store.stopService)
+        self.registrar = Registrar(self.auth, self.store, self.clock, domain_map(settings()))
+        req = request(extra=["Contact: <sip:new@192.0.2.10>"])
+        signed = with_header(req, "Authorization",
+                             authorization(challenges(self.auth.challenge(req))[0], req))
+        d = self.registrar.handle(signed, SOURCE, None)
+        self.assertNoResult(d)
+        stored = BindingRecord("joe", "falcot.com", "sip:old@192.0.2.9", NOW + 600, 1.0, "old", 1)
+        loading.callback([stored])
+        response = self.successResultOf(d)
+        self.assertEqual(sorted(self.contacts(response)), ["sip:new@192.0.2.10", "sip:old@192.0.2.9"])

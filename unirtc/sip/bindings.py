@@ -27,6 +27,10 @@ AOR = tuple[str, str]
 log = get_logger("unirtc.sip.bindings")
 
 
+def _clip(text: str | None, size: int) -> str | None:
+    return None if text is None else text[:size]
+
+
 @dataclass(frozen=True)
 class Binding:
     """One registered contact of an account (the AOR is the account, not the SIP alias)."""
@@ -48,12 +52,14 @@ class Binding:
         return max(0, int(self.expires_at - now + 0.5))
 
     def to_record(self) -> BindingRecord:
+        """The row to store; informational fields are clipped to their columns, since one value
+        too long would fail the whole batch it is written in (the registrar bounds the rest)."""
         host, port = self.source if self.source is not None else (None, None)
         return BindingRecord(
             localpart=self.aor[0], domain=self.aor[1], contact=self.contact,
             expires_at=self.expires_at, q=self.q, call_id=self.call_id, cseq=self.cseq,
-            instance=self.instance, reg_id=self.reg_id, flow=self.flow, source_host=host,
-            source_port=port, user_agent=self.user_agent,
+            instance=self.instance, reg_id=self.reg_id, flow=_clip(self.flow, 255),
+            source_host=_clip(host, 64), source_port=port, user_agent=_clip(self.user_agent, 255),
         )
 
     @classmethod
@@ -130,7 +136,7 @@ class BindingStore(Service):
         self._dirty: dict[AOR, None] = {}
         self._waiting: list[Deferred[None]] = []
         self._writing: Deferred[None] | None = None
-        self._purger = LoopingCall(self.purge)
+        self._purger = LoopingCall(self._sweep)
         if clock is not None:
             self._purger.clock = clock
         self.purge_interval = purge_interval
@@ -162,6 +168,10 @@ class BindingStore(Service):
         if not changed and not self._dirty:
             return succeed(None)
         return self._save(changed)
+
+    def _sweep(self) -> None:
+        """The periodic purge; a failed write is logged by ``_written`` and must not stop the loop."""
+        self.purge().addErrback(lambda _: None)
 
     def _now(self) -> float:
         if self.clock is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -327,6 +328,34 @@ class ResponseTests(ProxyTestCase):
         self.assertEqual(messages[-1].uri, branches[PHONE_A].uri)
         self.send(reply(branches[PHONE_A], 487, "a"), PHONE_A)
         self.assertEqual(self.statuses(), [487])
+
+    def test_cancelBeforeAnyRingIsAnswered487AtOnce(self) -> None:
+        """
+        If the caller CANCELs before any phone sent a provisional, no CANCEL is sent to the
+        phones (they get one only once they ring) and the caller gets 487 at once.
+        """
+        branches = self.call()
+        self.send(request("CANCEL", branch="z9hG4bK-c2", cseq=2))
+        messages = self.sent()
+        self.assertEqual([m.status for m in messages if isinstance(m, SipResponse)], [200, 487])
+        self.assertEqual([m for m in messages if isinstance(m, SipRequest)], [])
+        self.send(reply(branches[PHONE_B], 180, "b"), PHONE_B)
+        self.assertEqual([m.method for m in self.sent(PHONE_B)], ["CANCEL"])
+
+    def test_cancelWhileLookingUp(self) -> None:
+        """
+        If the CANCEL arrives while the callee's account is still being read, the INVITE gets
+        487 and is never forked.
+        """
+        pending: Deferred = Deferred()
+        read = self.directory.credentials
+        self.directory.credentials = lambda user, domain: pending if user == "roland" else read(user, domain)
+        self.bindings.add("roland", f"sip:roland@{PHONE_A[0]}")
+        self.send(self.authenticated())
+        self.send(request("CANCEL", branch="z9hG4bK-c2", cseq=2))
+        self.assertEqual(self.statuses(), [100, 200, 487])
+        pending.callback(self.directory.accounts[("roland", "falcot.com")])
+        self.assertEqual(self.sent(), [])
 
     def test_cancelWithoutInviteIs481(self) -> None:
         """

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport, MemoryReactorClock, StringTransport
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
+from unirtc.certificates import CertificateService
+from unirtc.config import load_settings
 from unirtc.sip.message import SipRequest, SipResponse, parse
+from unirtc.sip.service import make_sip_listeners
 from unirtc.sip.transport import (
     IDLE_TIMEOUT,
     Hop,
@@ -19,6 +25,7 @@ from unirtc.sip.transport import (
     via_hop,
 )
 from unirtc.sip.uri import parse_uri
+from unirtc.tls import CertificateFiles
 from unirtc.turn.stun import Class, Message, Method, parse_message
 
 CLIENT = ("192.0.2.7", 40000)
@@ -336,3 +343,43 @@ class HelperTests(SynchronousTestCase):
         self.assertTrue(t.is_local("falcot.com", None))
         self.assertFalse(t.is_local("192.0.2.1", 5070))
         self.assertFalse(t.is_local("192.0.2.99", 5060))
+
+
+class ListenerTests(SynchronousTestCase):
+    def test_listenersFromConfig(self) -> None:
+        """
+        If [sip] listen names UDP, TCP and TLS on IPv4 and IPv6, make_sip_listeners returns
+        the binding store and one named listener each: UDP through UDPServer (the IPv6 one
+        dual-stack), TCP through tcp/tcp6 endpoints, TLS wrapped in TLS over TCP.
+        """
+        folder = Path(self.mktemp())
+        folder.mkdir()
+        (folder / "u.ini").write_text(
+            "[server]\ndomain = falcot.com\n[sip]\ndomains = sip.falcot.com\n"
+            "listen = udp:5060:interface=127.0.0.1 tcp:5060:interface=127.0.0.1 "
+            "tls:5061:interface=127.0.0.1 udp:5070:interface=\\:\\: tcp:5070:interface=\\:\\:\n")
+        settings = load_settings(folder / "u.ini")
+
+        class Reactor(MemoryReactorClock):
+            def __init__(self) -> None:
+                super().__init__()
+                self.udp: list[tuple] = []
+
+            def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+                self.udp.append((port, protocol, interface))
+
+        reactor = Reactor()
+        certificate = CertificateService(CertificateFiles(folder / "c.pem", folder / "k.pem"), ["falcot.com"], True)
+        services = make_sip_listeners(settings, directory=None, certificate=certificate, reactor=reactor)
+        self.assertEqual([s.name for s in services], [
+            "sip-bindings", "sip-udp-5060-127.0.0.1", "sip-tcp-5060-127.0.0.1",
+            "sip-tls-5061-127.0.0.1", "sip-udp-5070-::", "sip-tcp-5070-::"])
+        for service in services[1:]:
+            service.privilegedStartService()
+        self.assertEqual([(port, interface, proto.ipv6) for port, proto, interface in reactor.udp],
+                         [(5060, "127.0.0.1", False), (5070, "::", True)])
+        servers = [(port, type(factory).__name__, interface) for port, factory, _, interface in reactor.tcpServers]
+        self.assertEqual(servers, [(5060, "SipStreamFactory", "127.0.0.1"),
+                                   (5061, TLSMemoryBIOFactory.__name__, "127.0.0.1"),
+                                   (5070, "SipStreamFactory", "::")])
+        self.assertTrue((folder / "var" / "server.key").exists())

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from unirtc import __version__
 from unirtc.config import DEFAULT_CONFIG, ConfigError, Settings, load_settings
-from unirtc.directory import migrate, store
+from unirtc.directory import bindings_store, migrate, store
 from unirtc.directory.engine import make_engine
 from unirtc.dns import zone_records
 from unirtc.tls import CertificateFiles, check_certificate, is_warning
@@ -69,12 +69,22 @@ def _read_password(args: argparse.Namespace) -> str:
     return password
 
 
-def cmd_adduser(settings: Settings, args: argparse.Namespace) -> int:
-    jid = _account(settings, args.jid)
-    engine = _open(settings)
+def _require_absent(engine: Engine, jid: JID) -> None:
     with store.transaction(engine) as session:
         if store.get_credentials(session, jid.local, jid.domain) is not None:
             raise CtlError(f"account {jid} already exists")
+
+
+def _require_present(engine: Engine, jid: JID) -> None:
+    with store.transaction(engine) as session:
+        if store.get_credentials(session, jid.local, jid.domain) is None:
+            raise CtlError(f"no account {jid}")
+
+
+def cmd_adduser(settings: Settings, args: argparse.Namespace) -> int:
+    jid = _account(settings, args.jid)
+    engine = _open(settings)
+    _require_absent(engine, jid)
     password = _read_password(args)
     with store.transaction(engine) as session:
         store.create_account(session, jid.local, jid.domain, password)
@@ -85,9 +95,7 @@ def cmd_adduser(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_passwd(settings: Settings, args: argparse.Namespace) -> int:
     jid = _account(settings, args.jid)
     engine = _open(settings)
-    with store.transaction(engine) as session:
-        if store.get_credentials(session, jid.local, jid.domain) is None:
-            raise CtlError(f"no account {jid}")
+    _require_present(engine, jid)
     password = _read_password(args)
     with store.transaction(engine) as session:
         store.set_password(session, jid.local, jid.domain, password)
@@ -98,9 +106,7 @@ def cmd_passwd(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_deluser(settings: Settings, args: argparse.Namespace) -> int:
     jid = _account(settings, args.jid)
     engine = _open(settings)
-    with store.transaction(engine) as session:
-        if store.get_credentials(session, jid.local, jid.domain) is None:
-            raise CtlError(f"no account {jid}")
+    _require_present(engine, jid)
     if not args.yes:
         answer = input(f"Delete account {jid} and all its data? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
@@ -129,6 +135,22 @@ def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
     with store.transaction(_open(settings)) as session:
         for account in store.list_accounts(session, args.domain):
             print(account.jid + ("  (disabled)" if account.disabled else ""))
+    return 0
+
+
+def cmd_sip_bindings(settings: Settings, args: argparse.Namespace) -> int:
+    """Registered SIP contacts, as the registrar stored them (like kamctl ul show)."""
+    localpart = None
+    if args.jid:
+        localpart = _account(settings, args.jid).local
+    now = time.time()
+    with store.transaction(_open(settings)) as session:
+        records = bindings_store.list_bindings(session, now, localpart, settings.server.domain)
+    for record in records:
+        via = f" via {record.source_host}:{record.source_port}" if record.source_host else ""
+        agent = f" ({record.user_agent})" if record.user_agent else ""
+        print(f"{record.localpart}@{record.domain} {record.contact} q={record.q:g} "
+              f"expires in {int(record.expires_at - now)} s{via}{agent}")
     return 0
 
 
@@ -230,6 +252,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("jid", metavar="JID")
     sub.add_argument("--ttl", type=int, metavar="SECONDS", help="lifetime, at most [turn] ttl (the default)")
     sub.add_argument("--json", action="store_true", help="print the JSON object GET /turn returns")
+    add("sip-bindings", cmd_sip_bindings, "List registered SIP contacts, optionally of one account.").add_argument(
+        "jid", nargs="?", metavar="JID")
     add("check", cmd_check, "Check configuration, database schema and certificate; print DNS records.")
     db = add("db", cmd_db, "Database maintenance.")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply pending schema migrations")

@@ -7,7 +7,6 @@ which is why the server offers MD5 first.  Bindings are checked in the server's 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -21,12 +20,6 @@ from unirtc.directory.store import transaction
 
 SCENARIOS = Path(__file__).parent / "sipp"
 PASSWORD = "Tr0ub4dor&3"
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("sipp") is None or shutil.which("sipsak") is None,
-    reason="needs sipp (sip-tester) and sipsak",
-)
-
 
 def stored_bindings(harness) -> list[BindingRecord]:
     """The server's stored bindings, read from its database as unirtc-ctl would."""
@@ -81,6 +74,11 @@ def test_sippRegistersWithDigest(harness, tmp_path, transport) -> None:
     assert binding.aor == ("joe", "falcot.com")
     assert binding.contact.startswith("sip:joe@127.0.0.1:")
     assert 3500 < binding.expires_at - time.time() <= 3600
+    listed = harness.ctl("sip-bindings", "joe@falcot.com")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith(f"joe@falcot.com {binding.contact} q=")
+    assert "via 127.0.0.1:" in listed.stdout
+    assert harness.ctl("sip-bindings", "roland@falcot.com").stdout == ""
 
 
 def test_sippAliasDomain(harness, tmp_path) -> None:

@@ -143,11 +143,17 @@ class XMPPSettings:
     s2s: str
     plugins: tuple[str, ...] | None  # None: every bundled plugin
     max_stanza_size: int
+    websocket: str = "xmpp-websocket"  # RFC 7395 path on the [web] listener; empty: none
 
 
 @dataclass(frozen=True)
 class MUCSettings:
     domain: str
+    restrict_room_creation: str = "local"  # anyone | local | admins
+    max_history: int = 20
+    max_occupants: int = 100
+    message_rate: int = 60  # messages per minute and occupant
+    message_burst: int = 10
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ class TURNSettings:
 class WebSettings:
     listen: str
     tls: bool
+    origins: tuple[str, ...] = ()  # allowed WebSocket Origins, normalised; "*" allows any
 
 
 @dataclass(frozen=True)
@@ -208,13 +215,14 @@ class Settings:
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "server": ("domain", "admins", "state_dir", "database", "log_level", "plugin_paths"),
     "tls": ("certificate", "key", "self_signed", "ca"),
-    "xmpp": ("c2s", "c2s_direct_tls", "s2s", "plugins", "max_stanza_size"),
-    "muc": ("domain",),
+    "xmpp": ("c2s", "c2s_direct_tls", "s2s", "plugins", "max_stanza_size", "websocket"),
+    "muc": ("domain", "restrict_room_creation", "max_history", "max_occupants", "message_rate",
+            "message_burst"),
     "s2s": ("hosts", "require_encryption", "dialback"),
     "components": ("listen",),
     "sip": ("domains", "listen"),
     "turn": ("secret", "secret_file", "realm", "ttl", "uris", "stun"),
-    "web": ("listen", "tls"),
+    "web": ("listen", "tls", "origins"),
 }
 
 
@@ -418,6 +426,61 @@ def _turn(reader: _Reader, domain: str) -> TURNSettings:
     )
 
 
+ROOM_CREATION = ("anyone", "local", "admins")
+
+
+def _muc(reader: _Reader, domain: str) -> MUCSettings:
+    creation = reader.text("muc", "restrict_room_creation", "local").lower() or "local"
+    if creation not in ROOM_CREATION:
+        raise reader.error("muc", "restrict_room_creation",
+                           f"expected one of {', '.join(ROOM_CREATION)}, got {_quote(creation)}")
+    return MUCSettings(
+        domain=reader.domain("muc", "domain", f"conference.{domain}"),
+        restrict_room_creation=creation,
+        max_history=reader.integer("muc", "max_history", 20, minimum=0),
+        max_occupants=reader.integer("muc", "max_occupants", 100),
+        message_rate=reader.integer("muc", "message_rate", 60),
+        message_burst=reader.integer("muc", "message_burst", 10),
+    )
+
+
+def normalize_origin(origin: str) -> str | None:
+    """RFC 6454 §6.2 serialisation of an http(s) origin as browsers send it (lower case, default
+    port left out), or None if ``origin`` is not ``scheme://host[:port]``."""
+    match = re.fullmatch(r"(https?)://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(\d{1,5}))?/?", origin.lower())
+    if not match:
+        return None
+    scheme, host, port = match.groups()
+    if port is not None and int(port) == {"https": 443, "http": 80}[scheme]:
+        port = None
+    return f"{scheme}://{host}" + (f":{port}" if port else "")
+
+
+def _web_origins(reader: _Reader, domain: str, listen: str, tls: bool) -> tuple[str, ...]:
+    """``[web] origins``, or by default the account domain and the listen address, with and
+    without the listener's port, in the listener's scheme."""
+    words = reader.words("web", "origins")
+    if words is None:
+        scheme = "https" if tls else "http"
+        endpoint = serverFromString(None, listen) if listen else None
+        port = getattr(endpoint, "_port", None)
+        hosts = [domain]
+        interface = getattr(endpoint, "_interface", "") or ""
+        if interface and interface not in ("0.0.0.0", "::"):
+            hosts.append(f"[{interface}]" if ":" in interface else interface)
+        words = [f"{scheme}://{host}" for host in hosts]
+        if isinstance(port, int) and port > 0:
+            words += [f"{scheme}://{host}:{port}" for host in hosts]
+    origins = []
+    for word in words:
+        origin = "*" if word == "*" else normalize_origin(word)
+        if origin is None:
+            raise reader.error("web", "origins", f"expected * or origins such as https://falcot.com:8443 "
+                               f"(scheme://host[:port], no path), got {_quote(word)}")
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins))
+
+
 def _admins(reader: _Reader) -> tuple[JID, ...]:
     admins = []
     for word in reader.words("server", "admins") or []:
@@ -495,6 +558,16 @@ def _database(reader: _Reader, state_dir: Path) -> str:
     return database
 
 
+def _http_path(reader: _Reader, section: str, key: str, default: str) -> str:
+    """A top-level path on the web listener such as ``/xmpp-websocket``, stored without the
+    slash; empty for none."""
+    value = reader.text(section, key, default)
+    if value and not re.fullmatch(r"/[A-Za-z0-9._~-]+", value):
+        raise reader.error(section, key, f"expected a path of one segment such as {default}, "
+                           f"or empty for none, got {_quote(value)}")
+    return value[1:]
+
+
 def load_settings(path: str | Path) -> Settings:
     """Read, validate and resolve one configuration file."""
     path = Path(path).absolute()
@@ -530,6 +603,7 @@ def load_settings(path: str | Path) -> Settings:
         s2s=reader.endpoint("xmpp", "s2s", "tcp:5269"),
         plugins=None if plugins is None else tuple(dict.fromkeys(plugins)),
         max_stanza_size=reader.integer("xmpp", "max_stanza_size", 262144, minimum=10000),
+        websocket=_http_path(reader, "xmpp", "websocket", "/xmpp-websocket"),
     )
     sip_domains = []
     for word in reader.words("sip", "domains") or [domain]:
@@ -545,7 +619,7 @@ def load_settings(path: str | Path) -> Settings:
         server=server,
         tls=tls,
         xmpp=xmpp,
-        muc=MUCSettings(reader.domain("muc", "domain", f"conference.{domain}")),
+        muc=_muc(reader, domain),
         s2s=S2SSettings(
             hosts=_s2s_hosts(reader),
             require_encryption=reader.boolean("s2s", "require_encryption", True),
@@ -554,8 +628,11 @@ def load_settings(path: str | Path) -> Settings:
         components=_components(reader),
         sip=SIPSettings(domains=tuple(sip_domains), listen=_sip_listeners(reader)),
         turn=_turn(reader, domain),
-        web=WebSettings(
-            listen=reader.endpoint("web", "listen", "tcp:5281"),
-            tls=reader.boolean("web", "tls", True),
-        ),
+        web=_web(reader, domain),
     )
+
+
+def _web(reader: _Reader, domain: str) -> WebSettings:
+    listen = reader.endpoint("web", "listen", "tcp:5281")
+    tls = reader.boolean("web", "tls", True)
+    return WebSettings(listen=listen, tls=tls, origins=_web_origins(reader, domain, listen, tls))

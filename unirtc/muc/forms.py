@@ -126,7 +126,7 @@ def number(var: str, values: list[str], lowest: int, highest: int, none: int | N
     text = single(var, values).strip()
     if none is not None and text in ("none", ""):
         return none
-    if not text.isdigit() or not lowest <= int(text) <= highest:
+    if not (text.isascii() and text.isdigit()) or not lowest <= int(text) <= highest:
         raise FormError(f"{var} must be a number from {lowest} to {highest}")
     return int(text)
 

@@ -57,7 +57,7 @@ class HistoryRequest:
                 except ValueError:
                     raise HistoryRequestError(f"history since={text[:40]!r} is not a XEP-0082 DateTime") from None
             else:
-                if not text.isdigit() or len(text) > 12:
+                if not (text.isascii() and text.isdigit()) or len(text) > 12:
                     raise HistoryRequestError(f"history {name}={text[:40]!r} is not a non-negative integer")
                 values[name] = int(text)
         return cls(**values)  # type: ignore[arg-type]

@@ -93,6 +93,9 @@ def default_role(affiliation: Affiliation, moderated: bool) -> Role:
     return Role.NONE
 
 
+MAX_NICK = 1023
+
+
 class InvalidNick(ValueError):
     """A room nickname RFC 8266 does not allow."""
 
@@ -110,6 +113,8 @@ class Nick:
 
     @classmethod
     def prepare(cls, raw: str) -> Nick:
+        if len(raw) > MAX_NICK:  # a resourcepart's limit (RFC 7622 §3.4), checked before any work
+            raise InvalidNick(f"nickname longer than {MAX_NICK} characters")
         try:
             return cls(_NICK_SHOWN.enforce(raw), _NICK_KEY.enforce(raw))
         except UnicodeEncodeError as e:

@@ -6,7 +6,9 @@ the ``xmpp-router`` item, and returns the services for the "listeners" MultiServ
 
 - ``xmpp-sessions`` closes every open stream with ``system-shutdown`` when the server stops;
 - ``c2s`` (STARTTLS, required before authentication) and ``c2s-tls`` (XEP-0368 direct TLS);
-- ``components`` (XEP-0114), when ``[components]`` names at least one component.
+- ``components`` (XEP-0114), when ``[components]`` names at least one component;
+
+and mounts XMPP over WebSocket (RFC 7395, ``[xmpp] websocket``) on the web listener.
 
 An empty endpoint in the configuration means no such listener.
 """
@@ -25,11 +27,13 @@ from twisted.internet.protocol import Factory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from unirtc.throttle import FailureThrottle
+from unirtc.web.websocket import OriginPolicy, WebSocketEndpoint
 from unirtc.xmpp.c2s import C2SSettings, ClientSession
 from unirtc.xmpp.c2s_sasl import AuthSettings
 from unirtc.xmpp.component import NS_COMPONENT, ComponentSession, ComponentSettings
 from unirtc.xmpp.router import Router
 from unirtc.xmpp.stream import XmppStream
+from unirtc.xmpp.websocket import SUBPROTOCOL, XmppWebSocketFactory
 
 SHUTDOWN_GRACE = 3.0
 
@@ -127,6 +131,14 @@ def make_xmpp_listeners(settings: Any, context: Any, certificate: Any, directory
         factory = StreamFactory(lambda s: ClientSession(direct, s), reactor, sessions.streams,
                                 max_stanza=max_stanza)
         listener("c2s-tls", settings.xmpp.c2s_direct_tls, TLSMemoryBIOFactory(certificate, False, factory))
+    if settings.xmpp.websocket and settings.web.listen:
+        # The same sessions over RFC 7395; no STARTTLS there (WSS is TLS already).
+        websocket = replace(c2s, tls=None)
+        ws_factory = XmppWebSocketFactory(lambda s: ClientSession(websocket, s), reactor, sessions.streams,
+                                          max_stanza=max_stanza)
+        endpoint = WebSocketEndpoint({SUBPROTOCOL: ws_factory}, OriginPolicy(settings.web.origins),
+                                     max_message=max_stanza)
+        context.items.add("http-path", (settings.xmpp.websocket, endpoint))
     if settings.components.listen and settings.components.secrets:
         components = ComponentSettings(dict(settings.components.secrets), router, reactor)
         factory = StreamFactory(lambda s: ComponentSession(components, s), reactor, sessions.streams,

@@ -24,7 +24,7 @@ class _Certificate:
         raise AssertionError("no TLS connection in this test")
 
 
-LISTENERS = ("[xmpp]\nc2s = tcp:15222\nc2s_direct_tls = tcp:15223\n"
+LISTENERS = ("[xmpp]\nc2s = tcp:15222\nc2s_direct_tls = tcp:15223\ns2s =\n"
              "[components]\nlisten = tcp:15347:interface=127.0.0.1\n")
 
 
@@ -64,5 +64,5 @@ class ListenerTests(SynchronousTestCase):
         """
         names, ports, _ = self.build(LISTENERS)
         self.assertEqual((names, sorted(ports)), (["xmpp-sessions", "c2s", "c2s-tls"], [15222, 15223]))
-        names, ports, _ = self.build("[xmpp]\nc2s = tcp:15222\nc2s_direct_tls =\n")
+        names, ports, _ = self.build("[xmpp]\nc2s = tcp:15222\nc2s_direct_tls =\ns2s =\n")
         self.assertEqual((names, sorted(ports)), (["xmpp-sessions", "c2s"], [15222]))

@@ -32,6 +32,7 @@ from unirtc.xmpp.c2s import C2SSettings, ClientSession
 from unirtc.xmpp.c2s_sasl import AuthSettings
 from unirtc.xmpp.component import NS_COMPONENT, ComponentSession, ComponentSettings
 from unirtc.xmpp.router import Router
+from unirtc.xmpp.s2s_service import make_s2s_services
 from unirtc.xmpp.stream import XmppStream
 from unirtc.xmpp.websocket import SUBPROTOCOL, XmppWebSocketFactory
 
@@ -144,4 +145,7 @@ def make_xmpp_listeners(settings: Any, context: Any, certificate: Any, directory
         factory = StreamFactory(lambda s: ComponentSession(components, s), reactor, sessions.streams,
                                 namespace=NS_COMPONENT, max_stanza=max_stanza)
         listener("components", settings.components.listen, factory)
+    if settings.xmpp.s2s:
+        # Federation: the s2s listener and the outgoing links behind route/remote (s2s_service.py)
+        services += make_s2s_services(settings, context, certificate, router, sessions.streams, reactor)
     return services

@@ -47,11 +47,11 @@ def sqlite_engine(path: str) -> Engine:
 class PluginServer:
     """A fake server with the named plugins loaded; ``stop()`` unloads them."""
 
-    def __init__(self, engine: Engine, plugins: list[str]) -> None:
+    def __init__(self, engine: Engine, plugins: list[str], settings: Any = None) -> None:
         self.fake = FakeServer()
         self.runner = SqlRunner(engine)
         self.fake.directory.run = self.runner.run  # type: ignore[attr-defined]
-        self.context = PluginContext(settings=SimpleNamespace(), directory=self.fake.directory,
+        self.context = PluginContext(settings=settings or SimpleNamespace(), directory=self.fake.directory,
                                      reactor=self.fake.clock, bus=self.fake.bus)
         self.context.items.add("xmpp-router", self.fake.router)
         self.fake.c2s.stream_features = lambda: self.context.items.get("stream-feature")

@@ -253,3 +253,48 @@ class OwnerTests(SynchronousTestCase):
         self.assertEqual(list(next(result.elements(NS_DISCO_INFO, "query")).elements()), [])
         self.assertEqual(condition(self.muc.iq(KEITH, f"<query xmlns='{NS_DISCO_INFO}' node='other'/>")[0]),
                          "item-not-found")
+
+
+class VoiceRequestTests(SynchronousTestCase):
+    REQUEST = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>"
+               "<value>http://jabber.org/protocol/muc#request</value></field>"
+               "<field var='muc#role'><value>participant</value></field></x>")
+
+    def setUp(self) -> None:
+        self.muc = Muc()
+        self.muc.instant_room(JOE, "Joe")
+        self.muc.configure(JOE, {"muc#roomconfig_moderatedroom": "1"})
+        self.muc.join(ROLAND, "Roland")
+
+    def test_requestReachesModeratorsAndApprovalGrantsVoice(self) -> None:
+        """
+        If a visitor asks for voice, each moderator gets an approval form naming it; when a
+        moderator submits the form allowing it, the visitor becomes a participant.
+        """
+        (request,) = self.muc.send(f"<message from='{ROLAND}' to='{ROOM}'>{self.REQUEST}</message>")
+        self.assertEqual(request["to"], JOE)
+        form = next(request.elements(NS_DATA, "x"))
+        values = {f["var"]: str(next(f.elements(NS_DATA, "value"))) for f in form.elements(NS_DATA, "field")}
+        self.assertEqual((values["muc#roomnick"], values["muc#jid"], values["muc#request_allow"]),
+                         ("Roland", ROLAND, "false"))
+        approval = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>"
+                    "<value>http://jabber.org/protocol/muc#request</value></field>"
+                    "<field var='muc#roomnick'><value>Roland</value></field>"
+                    "<field var='muc#request_allow'><value>true</value></field></x>")
+        out = self.muc.send(f"<message from='{JOE}' to='{ROOM}'>{approval}</message>")
+        self.assertEqual(muc_item(to(out, ROLAND)[0])["role"], "participant")
+        self.assertEqual(len(self.muc.say(ROLAND, "thanks")), 2)
+
+    def test_refusedAndMalformedRequests(self) -> None:
+        """
+        If a participant (not a visitor) approves, it is forbidden; a request with another
+        FORM_TYPE is bad-request; a participant asking for voice it has reaches nobody.
+        """
+        (request,) = self.muc.send(f"<message from='{ROLAND}' to='{ROOM}'>{self.REQUEST}</message>")
+        allow = self.REQUEST.replace("muc#role'><value>participant", "muc#request_allow'><value>1")
+        self.assertEqual(condition(self.muc.send(f"<message from='{ROLAND}' to='{ROOM}'>{allow}</message>")[0]),
+                         "forbidden")
+        other = self.REQUEST.replace("muc#request", "muc#other")
+        self.assertEqual(condition(self.muc.send(f"<message from='{ROLAND}' to='{ROOM}'>{other}</message>")[0]),
+                         "bad-request")
+        self.assertEqual(self.muc.send(f"<message from='{JOE}' to='{ROOM}'>{self.REQUEST}</message>"), [])

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 
 from twisted.words.xish import domish
 
-from unirtc.muc.forms import DataForm, FormError, apply_config, config_form, roominfo_form
+from unirtc.muc.forms import (
+    DataForm, Field, FormError, apply_config, boolean, config_form, roominfo_form, single,
+)
 from unirtc.muc.model import (
-    NS_ADMIN, NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_OWNER, NS_PING, NS_SELF_PING, NS_SID,
+    NS_ADMIN, NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_OWNER, NS_PING, NS_REQUEST, NS_SELF_PING, NS_SID,
     NS_STABLE_ID, NS_USER, Affiliation, Occupant, Role, RoomConfig, default_role, prepare_nick,
 )
-from unirtc.muc.stanzas import status_message, text_of
+from unirtc.muc.stanzas import stanza, status_message, text_of
 from unirtc.xmpp.jid import JID, InvalidJID
 from unirtc.xmpp.stanzas import StanzaError, iq_result, stanza_type
 
@@ -237,6 +239,43 @@ def set_affiliation(room: Room, subject: JID, affiliation: Affiliation, actor: s
             occupant.role = default_role(effective, room.config.moderated)
             out += room.broadcast(occupant, actor=actor, reason=reason)
     return out
+
+
+def voice_request(room: Room, x: domish.Element, sender: JID, now: float) -> Out:
+    """§7.13 and §8.6: a visitor asks for voice; moderators get an approval form, and a
+    moderator's submitted form with muc#request_allow true grants it."""
+    try:
+        form = DataForm.parse(x)
+    except FormError as e:
+        raise StanzaError("bad-request", text=str(e)) from None
+    if form.form_type != NS_REQUEST:
+        raise StanzaError("bad-request", text=f"expected a {NS_REQUEST} form")
+    occupant = room.sessions.get(sender)
+    if occupant is None:
+        raise StanzaError("not-acceptable", text="you are not in this room")
+    if form.values("muc#request_allow") is None:
+        if occupant.role != Role.VISITOR or not occupant.bucket.allow(now):
+            return []  # nothing to ask for, or asking too often: moderators are not pestered
+        approval = DataForm("form", title="Voice request", fields=[
+            Field("FORM_TYPE", "hidden", values=[NS_REQUEST]),
+            Field("muc#role", "list-single", "Requested role", ["participant"]),
+            Field("muc#jid", "jid-single", "User ID", [occupant.primary.full]),
+            Field("muc#roomnick", "text-single", "Room nickname", [occupant.nick.text]),
+            Field("muc#request_allow", "boolean", "Grant voice to this person?", ["false"]),
+        ]).to_element()
+        return [stanza("message", room.name, session.full, [approval])
+                for moderator in room.occupants.values() if moderator.role == Role.MODERATOR
+                for session in moderator.sessions]
+    if occupant.role != Role.MODERATOR:
+        raise StanzaError("forbidden", text="only moderators grant voice")
+    try:
+        allowed = boolean("muc#request_allow", form.values("muc#request_allow") or [])
+    except FormError as e:
+        raise StanzaError("bad-request", text=str(e)) from None
+    target = room.occupants.get(prepare_nick(single("muc#roomnick", form.values("muc#roomnick") or [])).key)
+    if not allowed or target is None or target.role != Role.VISITOR:
+        return []
+    return _set_role(room, target, Role.PARTICIPANT, occupant.nick.text, None)
 
 
 # -- muc#owner ---------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from twisted.words.xish import domish
 from unirtc.muc import admin
 from unirtc.muc.history import History, HistoryRequest, HistoryRequestError
 from unirtc.muc.model import (
-    NS_MUC, NS_PING, NS_SID, NS_USER, Affiliation, MucOptions, Nick, Occupant, Role, RoomConfig,
+    NS_DATA, NS_MUC, NS_PING, NS_SID, NS_USER, Affiliation, MucOptions, Nick, Occupant, Role, RoomConfig,
     TokenBucket, default_role, prepare_nick,
 )
 from unirtc.muc.stanzas import clone, item, reflectable, stanza, text_of, user_x
@@ -260,7 +260,10 @@ class Room:
             return self._invite(x, sender, now)
         if x is not None and next(x.elements(NS_USER, "decline"), None) is not None:
             return self._decline(x, sender)
-        raise StanzaError("bad-request", text="send groupchat messages, invitations or declines to a room")
+        form = next(element.elements(NS_DATA, "x"), None)
+        if form is not None:
+            return admin.voice_request(self, form, sender, now)
+        raise StanzaError("bad-request", text="send groupchat messages, invitations, declines or voice requests")
 
     def _speaker(self, sender: JID, now: float) -> Occupant:
         occupant = self.sessions.get(sender)

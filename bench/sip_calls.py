@@ -1,114 +1,109 @@
-"""Call setups per second through the SIP proxy, driven by SIPp.
+"""Authenticated call setups per second through the SIP proxy, unirtc and Kamailio side by side.
 
-Usage: .venv/bin/python bench/sip_calls.py [--rates 10,25,50,100] [--seconds S] [--transport u1]
-Starts the real server (twistd, SQLite) on loopback, registers roland's answering SIPp with
-digest authentication, then for each rate runs joe's SIPp caller for S seconds: every call is
-INVITE -> 407 -> INVITE with credentials -> 100/180/200 -> ACK -> BYE -> 200 through the proxy
-(two digest-authenticated INVITE transactions, a location lookup, Record-Route, and the ACK and
-BYE routed back).  Prints one line per rate (calls/s attempted and completed, failures, mean
-call-setup time from the authenticated INVITE to its 200) and the highest rate with under 1%
-failed calls.  Kamailio is not installed here, so no side-by-side figure is printed.
+Usage (from the repository root):
+    .venv/bin/python bench/sip_calls.py [--rates 10,20,40,80,160,320] [--seconds 5] [--users 20]
+        [--transport u1|t1] [--servers unirtc,kamailio] [--refine 2]
+
+Each server in turn (never both at once) gets the same users and passwords (unirtc through
+``unirtc-ctl adduser --password-stdin``, Kamailio in its ``subscriber`` table, see
+``bench/kamailio_peer.py`` for how to install it), a SIPp phone registered as roland with
+digest, and SIPp callers taken from a CSV injection file calling ``sip:roland@falcot.com``:
+INVITE -> 407 -> ACK -> INVITE with credentials -> 100/180/200 -> ACK -> BYE -> 200 through
+the proxy (two digest-checked INVITE transactions, a location lookup, Record-Route, and the
+ACK and BYE routed back).  The offered rate rises until under 1% failed no longer holds (see
+``bench/sip_load.py``), then is bisected.  Prints one line per step, then one result line per
+server (highest rate and the call-setup time distribution, first INVITE to 200) and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.harness import ServerHarness, free_port  # noqa: E402
-from tests.e2e.test_sip_call import PASSWORDS, SIPP_DIR, start  # noqa: E402
+from bench.sip_load import (  # noqa: E402
+    BENCH_SIPP, DOMAIN, E2E_SIPP, Step, Target, bench_users, compare, free_port, run_step, sweep,
+    write_users_csv)
 
-DOMAIN = "falcot.com"
-
-
-def sipp(server: ServerHarness, folder: Path, scenario: str, port: int, transport: str,
-         *extra: str, client: bool = True) -> list[str]:
-    argv = ["sipp", *([f"127.0.0.1:{server.ports['sip']}"] if client else []),
-            "-sf", str(SIPP_DIR / scenario), "-t", transport, "-i", "127.0.0.1", "-p", str(port),
-            "-mp", str(free_port()), "-nostdin", "-key", "domain", DOMAIN, "-max_socket", "2000",
-            *extra]
-    return argv
+CALLEE = ("roland", "roland-Bench-Secret")
 
 
-def last_stats(path: Path) -> dict[str, str]:
-    with path.open() as handle:
-        rows = list(csv.DictReader(handle, delimiter=";"))
-    return rows[-1] if rows else {}
+def _answering_phone(folder: Path, transport: str, port: int) -> subprocess.Popen[bytes]:
+    """A SIPp UAS answering every call on ``port``, returned once it has bound the port."""
+    folder.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        ["sipp", "-sf", str(E2E_SIPP / "uas_call.xml"), "-t", transport, "-i", "127.0.0.1",
+         "-p", str(port), "-mp", str(free_port()), "-nostdin", "-max_socket", "2000",
+         "-key", "domain", DOMAIN, "-trace_err", "-error_file", str(folder / "uas_errors.log")],
+        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kind = socket.SOCK_DGRAM if transport.startswith("u") else socket.SOCK_STREAM
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return process
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise TimeoutError(f"SIPp did not bind port {port}")
 
 
-def run_rate(server: ServerHarness, folder: Path, rate: int, seconds: float, transport: str,
-             phone: int) -> tuple[int, int, float, float]:
-    """(successful calls, failed calls, elapsed seconds, mean setup ms) at ``rate`` calls/s."""
-    calls = max(1, int(rate * seconds))
-    stats = folder / f"uac_{rate}.csv"
-    argv = sipp(server, folder, "uac_call.xml", free_port(), transport, "-s", "roland",
-                "-key", "caller", "joe", "-au", "joe", "-ap", PASSWORDS["joe"],
-                "-auth_uri", f"roland@{DOMAIN}", "-r", str(rate), "-m", str(calls), "-l", str(rate * 10),
-                "-recv_timeout", "10000", "-timeout", str(int(seconds * 3 + 30)),
-                "-trace_stat", "-stf", str(stats), "-fd", "1")
-    started = time.monotonic()
-    subprocess.run(argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    elapsed = time.monotonic() - started
-    row = last_stats(stats)
-    ok, failed = int(row.get("SuccessfulCall(C)", 0)), int(row.get("FailedCall(C)", 0))
-    return ok, failed, elapsed, _mean_ms(row.get("CallLength(C)", ""))
+def call_measure(users_csv: Path, transport: str, rates: list[float], seconds: float, refine: int):
+    """The ``calls`` measure for :func:`bench.sip_load.compare`."""
 
-
-def _mean_ms(value: str) -> float:
-    """SIPp writes durations as HH:MM:SS:microseconds."""
-    parts = value.split(":")
-    if len(parts) < 4:
-        return float("nan")
-    hours, minutes, secs, micros = (float(p) for p in parts[:4])
-    return ((hours * 60 + minutes) * 60 + secs) * 1000 + micros / 1000
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="10,25,50,100")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--transport", default="u1", help="SIPp -t value: u1 (UDP) or t1 (TCP)")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        server = ServerHarness(folder / "server")
-        server.sections["server"]["log_level"] = "warn"
-        start(server)
+    def measure(folder: Path, target: Target, report: Callable[[Step], None]) -> Step | None:
         phone = free_port()
-        total = sum(max(1, int(int(r) * args.seconds)) for r in args.rates.split(","))
-        answering = subprocess.Popen(sipp(server, folder, "uas_call.xml", phone, args.transport,
-                                          "-m", str(total), "-max_recv_loops", "1000", client=False),
-                                     cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        answering = _answering_phone(folder, transport, phone)
         try:
-            time.sleep(0.5)
-            subprocess.run(sipp(server, folder, "register_contact.xml", free_port(), args.transport,
-                                "-m", "1", "-s", "roland", "-au", "roland", "-ap", PASSWORDS["roland"],
-                                "-auth_uri", DOMAIN, "-key", "contact_port", str(phone)),
-                           cwd=folder, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=30)
-            best = 0
-            for rate in (int(r) for r in args.rates.split(",")):
-                ok, failed, elapsed, call_ms = run_rate(server, folder, rate, args.seconds, args.transport, phone)
-                attempted = ok + failed
-                share = failed / attempted if attempted else 1.0
-                if share < 0.01 and attempted:
-                    best = rate
-                print(f"proxy calls ({args.transport}) at {rate}/s offered: {ok} completed, {failed} failed "
-                      f"({share:.1%}), {ok / elapsed:.1f} completed/s over {elapsed:.1f} s, "
-                      f"mean call length {call_ms:.0f} ms (includes the scenario's 200 ms pause)")
-            print(f"highest offered call rate with <1% failures: {best}/s")
+            subprocess.run(
+                ["sipp", f"127.0.0.1:{target.port}", "-sf", str(E2E_SIPP / "register_contact.xml"),
+                 "-t", transport, "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()),
+                 "-m", "1", "-nostdin", "-s", CALLEE[0], "-au", CALLEE[0], "-ap", CALLEE[1],
+                 "-auth_uri", DOMAIN, "-key", "domain", DOMAIN, "-key", "contact_port", str(phone),
+                 "-timeout", "20s", "-timeout_error"],
+                cwd=folder, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            extra = ["-inf", str(users_csv), "-s", CALLEE[0], "-auth_uri", f"{CALLEE[0]}@{DOMAIN}"]
+            return sweep(lambda rate: run_step(folder / f"rate-{rate:g}", target,
+                                               BENCH_SIPP / "call_users.xml", rate, seconds,
+                                               transport, extra),
+                         rates, refine, report)
         finally:
             answering.kill()
             answering.wait()
-            server.stop()
+
+    return measure
+
+
+def arguments(rates: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default=rates, help="offered rates, comma-separated, ascending")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each step")
+    parser.add_argument("--users", type=int, default=20, help="SIPp users (user0000...)")
+    parser.add_argument("--transport", default="u1", help="SIPp -t value: u1 (UDP) or t1 (TCP)")
+    parser.add_argument("--servers", default="unirtc,kamailio")
+    parser.add_argument("--refine", type=int, default=2, help="bisection steps after the first failure")
+    return parser
+
+
+def main() -> None:
+    args = arguments("10,20,40,80,160,320").parse_args()
+    users = bench_users(args.users)
+    with tempfile.TemporaryDirectory(prefix="unirtc-bench-") as tmp:
+        folder = Path(tmp)
+        csv_path = write_users_csv(folder / "users.csv", users)
+        rates = [float(r) for r in args.rates.split(",")]
+        lines = compare(folder, args.servers.split(","), users | dict([CALLEE]), args.transport,
+                        {"calls": call_measure(csv_path, args.transport, rates, args.seconds, args.refine)})
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql sip-tester sipsak coturn prosody
+APT_PACKAGES := postgresql sip-tester sipsak coturn prosody chromium
 
-.PHONY: run test install test-deps apt-deps clean
+.PHONY: run test install test-deps apt-deps node-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || (apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV))
@@ -24,11 +24,21 @@ apt-deps:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-test-deps: $(BIN)/python apt-deps
+# Browser tests: playwright-core drives Debian's chromium (never a browser of its own), and
+# the pages load strophe.js; both are pinned in package-lock.json and land in node_modules/.
+node_modules/.package-lock.json: package.json package-lock.json
+	@command -v npm >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q --no-install-recommends nodejs npm)
+	npm ci --no-audit --no-fund
+	touch $@
+
+node-deps: node_modules/.package-lock.json
+
+test-deps: $(BIN)/python apt-deps node-deps
 	$(BIN)/pip install --quiet -e '.[test,postgresql]' --config-settings editable_mode=compat
 
 test: test-deps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -p no:cacheprovider tests
 
 clean:
-	rm -rf $(VENV) build *.egg-info etc/var twisted/plugins/dropin.cache
+	rm -rf $(VENV) node_modules build *.egg-info etc/var twisted/plugins/dropin.cache

@@ -5,7 +5,8 @@ authentication and a second SIPp instance answers there; joe calls ``sip:roland@
 through the proxy, answers its 407, and the call rings, connects, is ACKed along the
 Record-Route and hung up (SIPp exits 0 only if every message came as the scenario says).
 sipsak pings the server with OPTIONS over UDP, TCP and TLS.  The RFC 4475 torture messages
-are thrown at the UDP and TCP listeners, after which an OPTIONS still gets its 200.
+are thrown at the UDP and TCP listeners, after which SIPp still registers with digest over
+both and an OPTIONS still gets its 200.
 
 sipsak writes only the first four digits of a five-digit port into its Request-URI, so the
 SIP listeners here get four-digit ports.
@@ -234,10 +235,11 @@ def throw(port: int, messages: dict[str, bytes], kind: int) -> dict[str, SipResp
     return answers
 
 
-def test_tortureMessagesThenOptions(harness) -> None:
+def test_tortureMessagesThenRegisterAndOptions(harness, tmp_path) -> None:
     """
     If every RFC 4475 torture message is sent over UDP and over TCP, each malformed one gets
-    its 4xx/505 or nothing, and afterwards OPTIONS over both transports still gets 200.
+    its 4xx/505 or nothing, and afterwards SIPp registers joe with digest over UDP and over
+    TCP (both bindings stored) and OPTIONS over both transports still gets 200.
     """
     start(harness)
     port = harness.ports["sip"]
@@ -247,6 +249,15 @@ def test_tortureMessagesThenOptions(harness) -> None:
             if EXPECTED[name] is not None:
                 assert answer is None or answer.status == EXPECTED[name], (kind, name, answer)
     assert harness.process.poll() is None
+    for transport in ("u1", "t1"):
+        folder = tmp_path / transport
+        folder.mkdir()
+        Sipp(harness, folder, transport).run("register.xml", free_port(), "-s", "joe", "-au", "joe",
+                                             "-ap", PASSWORDS["joe"], "-auth_uri", DOMAIN)
+    listed = harness.ctl("sip-bindings", f"joe@{DOMAIN}")
+    assert listed.returncode == 0, listed.stderr
+    contacts = [line.split()[1] for line in listed.stdout.splitlines()]
+    assert sorted(c.rsplit("transport=", 1)[-1].upper() for c in contacts) == ["TCP", "UDP"], listed.stdout
     for transport in ("udp", "tcp"):
         output = sipsak_options(harness, transport)
         assert "200 OK" in output, f"{transport}: {output}"

@@ -173,6 +173,7 @@ class ComponentSettings:
 class SIPSettings:
     domains: tuple[str, ...]
     listen: tuple[SipListener, ...]
+    outbound: bool = False  # relay local users' requests to foreign domains (RFC 3263 lookup)
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
             "message_burst"),
     "s2s": ("hosts", "require_encryption", "dialback"),
     "components": ("listen",),
-    "sip": ("domains", "listen"),
+    "sip": ("domains", "listen", "outbound"),
     "turn": ("secret", "secret_file", "realm", "ttl", "uris", "stun"),
     "web": ("listen", "tls", "origins"),
 }
@@ -626,7 +627,8 @@ def load_settings(path: str | Path) -> Settings:
             dialback=reader.boolean("s2s", "dialback", True),
         ),
         components=_components(reader),
-        sip=SIPSettings(domains=tuple(sip_domains), listen=_sip_listeners(reader)),
+        sip=SIPSettings(domains=tuple(sip_domains), listen=_sip_listeners(reader),
+                        outbound=reader.boolean("sip", "outbound", False)),
         turn=_turn(reader, domain),
         web=_web(reader, domain),
     )

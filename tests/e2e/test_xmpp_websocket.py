@@ -10,13 +10,16 @@ and trusts the server's self-signed key. Screenshots land in the test's tmp fold
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
 import socket
 import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -30,7 +33,10 @@ from wsproto.events import (
 from tests.e2e.browser import NODE_MODULES, Browser, Page
 from tests.e2e.harness import ServerHarness
 from tests.e2e.test_xmpp_c2s import PASSWORDS, inbox, online
+from tests.protocol.xmpp_helpers import scram_client_final
+from unirtc.xmpp.channel_binding import server_end_point
 
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 STROPHE = NODE_MODULES / "strophe.js" / "dist" / "strophe.umd.min.js"
 TIMEOUT = 15.0
 
@@ -220,7 +226,7 @@ def test_rawHandshakeFromAnotherOriginIs403(server) -> None:
     assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in accepted
 
 
-class WsClient:
+class TlsWebSocket:
     """A WebSocket client (wsproto) over real TLS, for hostile tests."""
 
     def __init__(self, server: ServerHarness) -> None:
@@ -279,7 +285,7 @@ def test_hostileWebSocketClientsGetStreamErrors(server, payload: str | bytes, co
     binary message after opening its stream, it gets the stream error, ``<close/>`` and a Close
     frame with a fitting code; the server goes on serving others.
     """
-    client = WsClient(server)
+    client = TlsWebSocket(server)
     client.send(OPEN)
     client.send(payload)
     messages, close_code = client.until_closed()
@@ -287,12 +293,53 @@ def test_hostileWebSocketClientsGetStreamErrors(server, payload: str | bytes, co
     assert any(f"<{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in m for m in messages), messages
     assert messages[-1] == '<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />'
     assert close_code == code
-    after = WsClient(server)
+    after = TlsWebSocket(server)
     after.send(OPEN)
     while len(after.messages) < 2:
         after._receive()
     assert "SCRAM-SHA-256" in after.messages[1]
     after.tls.close()
+
+
+def test_scramPlusOverRealWss(server) -> None:
+    """
+    If a client over real WSS runs SCRAM-SHA-256-PLUS bound to tls-server-end-point (the hash of
+    the certificate it received), the server checks it against the TLS connection under the HTTP
+    channel and logs the client in; the stream then restarts with a new ``<open/>``.
+    """
+    client = TlsWebSocket(server)
+    client.send(OPEN)
+    while len(client.messages) < 2:
+        client._receive()
+    assert "<mechanism>SCRAM-SHA-256-PLUS</mechanism>" in client.messages[1]
+    assert "<channel-binding type='tls-server-end-point'/>" in client.messages[1]
+    certificate = x509.load_der_x509_certificate(client.tls.getpeercert(binary_form=True))
+    gs2, bare = "p=tls-server-end-point,,", "n=joe,r=websocket-nonce-0123456789"
+    client.send(f"<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256-PLUS'>{b64(gs2 + bare)}</auth>")
+    while len(client.messages) < 3:
+        client._receive()
+    challenge = re.search(r">([^<]+)</challenge>", client.messages[2])
+    assert challenge is not None, client.messages[2]
+    server_first = base64.b64decode(challenge.group(1)).decode()
+    final, verifier = scram_client_final(PASSWORDS["joe"], "sha256", bare, server_first,
+                                         gs2.encode() + server_end_point(certificate))
+    client.send(f"<response xmlns='{NS_SASL}'>{b64(final)}</response>")
+    while len(client.messages) < 4:
+        client._receive()
+    success = re.search(r"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>([^<]+)</success>", client.messages[3])
+    assert success is not None, client.messages[3]
+    assert base64.b64decode(success.group(1)) == verifier
+    client.send(OPEN)
+    while len(client.messages) < 6:
+        client._receive()
+    assert client.messages[4].startswith("<open ")
+    assert "urn:ietf:params:xml:ns:xmpp-bind" in client.messages[5]
+    client.tls.close()
+    assert "joe@falcot.com authenticated from 127.0.0.1 with SCRAM-SHA-256-PLUS" in server.log()
+
+
+def b64(data: str) -> str:
+    return base64.b64encode(data.encode()).decode()
 
 
 def test_screenshotArtifactsExist(browser) -> None:

@@ -8,6 +8,14 @@ Applications are written against Twisted's own WebSocket interface
 ``textMessageReceived``, ``bytesMessageReceived``, ``pongReceived``, ``connectionLost``), and
 a transport with ``sendTextMessage``, ``sendBytesMessage``, ``ping`` and ``loseConnection(code)``.
 
+Another subprotocol (SIP, RFC 7118) joins the same listener as XMPP does in xmpp/service.py::
+
+    endpoint = WebSocketEndpoint({"sip": factory}, OriginPolicy(settings.web.origins),
+                                 max_message=65535)
+    context.items.add("http-path", ("sip-ws", endpoint))     # wss://host:port/sip-ws
+
+(a plugin uses ``module.add_item``); to share a path, add to an endpoint's ``protocols`` dict.
+
 The endpoint is ours rather than Twisted 26.10's ``WebSocketResource`` because that one accepts
 every upgrade without a ``Sec-WebSocket-Protocol`` answer (a browser that asked for ``xmpp`` or
 ``sip`` then fails the connection, RFC 6455 §4.1), cannot refuse an Origin before switching

@@ -6,7 +6,8 @@ when it comes from a local user (407, RFC 3261 §22.3), checked against the dire
 and forked in parallel to every binding (480 when there is none).  In-dialog requests follow
 their Route headers; we Record-Route every dialog we forward, with the flow tokens of the
 TCP/TLS connections on both sides in the URI's user part, so later requests reuse those
-connections (RFC 5626 §5.3).  Responses are chosen as §16.7 says; CANCEL follows §16.10.
+connections (RFC 5626 §5.3).  What the caller hears back (§16.7 response selection, §16.10
+CANCEL of the other branches) lives in ``response_context.py``.
 """
 
 from __future__ import annotations
@@ -19,35 +20,31 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred, succeed
 
 from unirtc.logging import get_logger
+from unirtc.sip import response_context
 from unirtc.sip.digest import DigestParseError, parse_credentials
-from unirtc.sip.headers import CSeq, Headers, Via
+from unirtc.sip.headers import Via
 from unirtc.sip.message import SipRequest, SipResponse, make_response
-from unirtc.sip.transaction import MAGIC_COOKIE, ClientTransaction, ServerTransaction, State
+from unirtc.sip.response_context import TIMER_C, Branch, ResponseContext, best_response, make_cancel
+from unirtc.sip.response_context import new_tag as _tag
+from unirtc.sip.transaction import MAGIC_COOKIE, ServerTransaction, State
 from unirtc.sip.transport import Hop, Transports, uri_hop, via_hop
 from unirtc.sip.uri import SipParseError, SipURI, parse_name_addr, parse_uri
 from unirtc.xmpp.jid import InvalidJID, normalize_localpart
 
+__all__ = ["ALLOW", "TIMER_C", "Locator", "Proxy", "Stack", "best_response", "loop_hash", "make_cancel"]
+
 log = get_logger("unirtc.sip.proxy")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, REGISTER"
-TIMER_C = 180.0  # §16.6 step 11: more than 3 minutes without a provisional ends an INVITE branch
-_NO_AUTH = frozenset({"ACK", "CANCEL", "REGISTER"})
-_PREFERRED_4XX = (401, 407, 415, 420, 484)  # §16.7 step 6: they tell the client how to retry
+MAX_OUTBOUND_HOPS = 8  # servers of a foreign domain tried in turn (RFC 3263 §4.3)
+
+Locator = Callable[[SipURI], "Deferred[list[Hop]]"]
 
 
-class Stack(Protocol):
+class Stack(response_context.Stack, Protocol):
     """What the proxy needs from the transaction layer (``unirtc.sip.service.SipCore``)."""
 
     transports: Transports
-
-    def respond(self, tx: ServerTransaction, response: SipResponse) -> None: ...
-
-    def request(self, request: SipRequest, hop: Hop,
-                on_response: Callable[[SipResponse], None]) -> ClientTransaction: ...
-
-
-def _tag() -> str:
-    return secrets.token_hex(8)
 
 
 def loop_hash(request: SipRequest) -> str:
@@ -56,164 +53,6 @@ def loop_hash(request: SipRequest) -> str:
              str(request.cseq.number), *request.headers.get_all("Route"),
              *request.headers.get_all("Proxy-Require")]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def make_cancel(request: SipRequest) -> SipRequest:
-    """§9.1: the CANCEL for a request we sent (same Request-URI, top Via, Route, tags, CSeq)."""
-    headers = Headers()
-    headers.add("Via", request.headers.get_list("Via")[0])
-    for value in request.headers.get_all("Route"):
-        headers.add("Route", value)
-    headers.add("Max-Forwards", "70")
-    for name in ("From", "To", "Call-ID"):
-        headers.add(name, request.headers.get(name) or "")
-    headers.add("CSeq", str(CSeq(request.cseq.number, "CANCEL")))
-    return SipRequest("CANCEL", request.uri, headers=headers)
-
-
-def best_response(responses: list[SipResponse]) -> SipResponse | None:
-    """§16.7 step 6: a 6xx if any, else the lowest class, preferring retry hints in 4xx.
-
-    401 and 407 challenges from every branch are merged into the chosen one (step 7), and a
-    503 becomes 500 so the client does not think *we* are overloaded.
-    """
-    if not responses:
-        return None
-    finals = [r for r in responses if r.status >= 300]
-    global_failures = [r for r in finals if r.status >= 600]
-    if global_failures:
-        chosen = global_failures[0]
-    else:
-        lowest = min(r.status // 100 for r in finals)
-        in_class = [r for r in finals if r.status // 100 == lowest]
-        chosen = next((r for r in in_class if r.status in _PREFERRED_4XX), in_class[0])
-    if chosen.status in (401, 407):
-        merged = SipResponse(chosen.status, chosen.reason, headers=chosen.headers.copy(), body=chosen.body)
-        for other in finals:
-            if other is not chosen and other.status in (401, 407):
-                for name in ("WWW-Authenticate", "Proxy-Authenticate"):
-                    for value in other.headers.get_all(name):
-                        merged.headers.add(name, value)
-        chosen = merged
-    if chosen.status == 503:
-        chosen = SipResponse(500, "Server Internal Error", headers=chosen.headers.copy(), body=chosen.body)
-    return chosen
-
-
-class _Branch:
-    def __init__(self, request: SipRequest, hop: Hop) -> None:
-        self.request = request
-        self.hop = hop
-        self.tx: ClientTransaction | None = None
-        self.provisional = False
-        self.final: SipResponse | None = None
-        self.cancel_pending = False
-        self.timer_c: Any = None
-
-
-class ResponseContext:
-    """One forwarded request: its branches, the responses gathered, the choice of §16.7."""
-
-    def __init__(self, proxy: Proxy, tx: ServerTransaction, request: SipRequest) -> None:
-        self.proxy = proxy
-        self.tx = tx
-        self.request = request
-        self.branches: list[_Branch] = []
-        self.cancelled = False
-        self.answered = False
-
-    def fork(self, branch: _Branch) -> None:
-        self.branches.append(branch)
-        stack = self.proxy.stack
-        branch.tx = stack.request(branch.request, branch.hop, lambda r: self.on_response(branch, r))
-        if self.request.method == "INVITE" and branch.final is None:
-            self._restart_timer_c(branch)
-
-    def on_response(self, branch: _Branch, response: SipResponse) -> None:
-        response.headers.pop_first("Via")  # our own (§16.7 step 3)
-        status = response.status
-        if status < 200:
-            if status == 100:
-                return
-            branch.provisional = True
-            if self.request.method == "INVITE":
-                self._restart_timer_c(branch)
-            if branch.cancel_pending:
-                self._send_cancel(branch)
-            if not self.answered and not self.cancelled:
-                self.proxy.stack.respond(self.tx, response)
-            return
-        self._stop_timer_c(branch)
-        if 200 <= status < 300:
-            if branch.final is None:
-                branch.final = response
-            self._forward_success(response)
-            if self.request.method == "INVITE":
-                self.cancel_branches()
-            return
-        if branch.final is None:
-            branch.final = response
-        if status >= 600 and self.request.method == "INVITE":
-            self.cancel_branches()
-        self.check_done()
-
-    def _forward_success(self, response: SipResponse) -> None:
-        """§16.7 step 5: every 2xx to INVITE goes upstream, even after another final."""
-        if self.tx.state in (State.PROCEEDING, State.TRYING, State.ACCEPTED):
-            self.answered = True
-            self.proxy.stack.respond(self.tx, response)
-        elif self.request.method == "INVITE" and response.headers.get("Via"):
-            self.proxy.forward_response(response)
-
-    def check_done(self) -> None:
-        if self.answered or any(b.final is None for b in self.branches):
-            return
-        self.answered = True
-        best = best_response([b.final for b in self.branches if b.final is not None])
-        if best is None or (self.cancelled and best.status < 300):
-            best = make_response(self.request, 487 if self.cancelled else 408, to_tag=_tag())
-        self.proxy.stack.respond(self.tx, best)
-
-    def cancel_branches(self) -> None:
-        """§16.10 / §16.7 step 10: CANCEL each pending branch; one without a provisional yet
-        counts as answered 487 at once and is CANCELled if a provisional still arrives."""
-        for branch in self.branches:
-            if branch.final is not None or branch.cancel_pending:
-                continue
-            branch.cancel_pending = True
-            if branch.provisional:
-                self._send_cancel(branch)
-            else:
-                self._stop_timer_c(branch)
-                branch.final = make_response(self.request, 487, to_tag=_tag())
-        self.check_done()
-
-    def _send_cancel(self, branch: _Branch) -> None:
-        if branch.request.method != "INVITE":
-            return
-        cancel = make_cancel(branch.request)
-        self.proxy.stack.request(cancel, branch.hop, lambda response: None)
-
-    def _restart_timer_c(self, branch: _Branch) -> None:
-        self._stop_timer_c(branch)
-        branch.timer_c = self.proxy.clock.callLater(TIMER_C, self._timer_c, branch)
-
-    def _stop_timer_c(self, branch: _Branch) -> None:
-        if branch.timer_c is not None and branch.timer_c.active():
-            branch.timer_c.cancel()
-        branch.timer_c = None
-
-    def _timer_c(self, branch: _Branch) -> None:
-        """§16.8: CANCEL a branch that rang for too long; one that never rang counts as 408."""
-        branch.timer_c = None
-        if branch.final is not None:
-            return
-        if branch.provisional:
-            branch.cancel_pending = True
-            self._send_cancel(branch)
-        else:
-            branch.final = make_response(self.request, 408, to_tag=_tag())
-            self.check_done()
 
 
 class Proxy:
@@ -417,12 +256,12 @@ class Proxy:
         record_route = request.to.tag is None and request.method not in ("REGISTER",)
         for target, hop in targets:
             if hop is None:
-                branch = _Branch(request, Hop("UDP", "", 0))
+                branch = Branch(request, Hop("UDP", "", 0))
                 branch.final = make_response(request, 480, "Temporarily Unavailable (unreachable contact)",
                                              to_tag=_tag())
                 context.branches.append(branch)
                 continue
-            context.fork(_Branch(*self._branch_request(request, target, source, hop, loop, record_route)))
+            context.fork(Branch(*self._branch_request(request, target, source, hop, loop, record_route)))
         context.check_done()
 
     def _branch_request(self, request: SipRequest, target: SipURI | None, source: Hop, hop: Hop,

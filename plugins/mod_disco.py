@@ -3,7 +3,8 @@
 The server answers disco#info with the identity server/im and every feature plugins declared
 with ``module.add_feature``; disco#items lists the items plugins add as ``disco-item``
 (a JID string, or a ``(jid, name)`` pair) and the connected components. An account's bare JID
-answers with the identity account/registered, as RFC 6121-era clients expect of their server.
+answers with the identity account/registered, as RFC 6121-era clients expect of their server,
+and the features plugins declare as ``account-feature`` items (XEP-0313 archives are found there).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def load(module) -> None:
     module.add_feature(NS_ITEMS)
     module.hook(f"iq-get/host/{NS_INFO}:query", lambda event: _server_info(module, event))
     module.hook(f"iq-get/host/{NS_ITEMS}:query", lambda event: _server_items(module, event))
-    module.hook(f"iq-get/bare/{NS_INFO}:query", _account_info)
+    module.hook(f"iq-get/bare/{NS_INFO}:query", lambda event: _account_info(module, event))
     module.hook(f"iq-get/bare/{NS_ITEMS}:query", _account_items)
 
 
@@ -64,10 +65,11 @@ def _server_items(module, event) -> domish.Element:
     return event.result(query)
 
 
-def _account_info(event) -> domish.Element:
+def _account_info(module, event) -> domish.Element:
     query = _query(event, NS_INFO)
     _identity(query, "account", "registered")
-    query.addElement("feature")["var"] = NS_INFO
+    for feature in sorted({NS_INFO, *module.items("account-feature")}):
+        query.addElement("feature")["var"] = feature
     return event.result(query)
 
 

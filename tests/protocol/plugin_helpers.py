@@ -19,6 +19,7 @@ from tests.protocol.xmpp_helpers import Client, FakeServer
 from unirtc.directory import store
 from unirtc.directory.engine import make_engine
 from unirtc.directory.models import Base
+from unirtc.directory.secrets import prepare_password
 from unirtc.plugin import PluginContext, PluginManager
 
 
@@ -51,12 +52,21 @@ class PluginServer:
         self.fake = FakeServer()
         self.runner = SqlRunner(engine)
         self.fake.directory.run = self.runner.run  # type: ignore[attr-defined]
+        self.fake.directory.set_password = self._set_password  # type: ignore[attr-defined]
         self.context = PluginContext(settings=settings or SimpleNamespace(), directory=self.fake.directory,
                                      reactor=self.fake.clock, bus=self.fake.bus)
         self.context.items.add("xmpp-router", self.fake.router)
         self.fake.c2s.stream_features = lambda: self.context.items.get("stream-feature")
         self.manager = PluginManager(plugins, (), self.context)
         self.manager.startService()
+
+    def _set_password(self, localpart: str, domain: str, password: str) -> Deferred[None]:
+        """What ``Directory.set_password`` does, for the fake directory: re-derive the secrets."""
+        try:
+            self.fake.directory.add(localpart, prepare_password(password))
+        except ValueError:
+            return fail()
+        return succeed(None)
 
     @property
     def router(self) -> Any:

@@ -21,7 +21,6 @@ import hashlib
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -124,6 +123,14 @@ class Kamailio:
                 ["kamailio", "-DD", "-E", "-f", str(self.cfg), "-P", str(self.rundir / "kamailio.pid"),
                  "-w", str(self.rundir)],
                 cwd=self.rundir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._wait(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait(self, timeout: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -131,24 +138,13 @@ class Kamailio:
             if self._answers_options():
                 return
             time.sleep(0.1)
-        self.stop()
         raise TimeoutError(f"kamailio did not answer on 127.0.0.1:{self.port}:\n{self.log()[-3000:]}")
 
     def _answers_options(self) -> bool:
         """The stock config answers OPTIONS to itself with 200 Keepalive once its workers run."""
-        request = (f"OPTIONS sip:127.0.0.1:{self.port} SIP/2.0\r\n"
-                   "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-bench-probe\r\n"
-                   "From: <sip:probe@127.0.0.1>;tag=probe\r\nTo: <sip:127.0.0.1>\r\n"
-                   "Call-ID: bench-probe\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
-                   "Content-Length: 0\r\n\r\n").encode()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(0.5)
-            sock.bind(("127.0.0.1", 0))
-            try:
-                sock.sendto(request, ("127.0.0.1", self.port))
-                return sock.recv(65535).startswith(b"SIP/2.0 200")
-            except OSError:
-                return False
+        from bench.sip_load import options_rtt
+
+        return options_rtt(self.port, timeout=0.5) is not None
 
     def stop(self) -> None:
         """SIGTERM to Kamailio's own process group (main process and its workers), then SIGKILL."""

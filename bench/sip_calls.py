@@ -18,6 +18,7 @@ server (highest rate and the call-setup time distribution, first INVITE to 200) 
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import subprocess
 import sys
@@ -95,6 +96,7 @@ def arguments(rates: str) -> argparse.ArgumentParser:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     args = arguments("10,20,40,80,160,320").parse_args()
     users = bench_users(args.users)
     with tempfile.TemporaryDirectory(prefix="unirtc-bench-") as tmp:

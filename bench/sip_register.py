@@ -26,6 +26,7 @@ distribution at that rate: for REGISTER, first REGISTER to 200; for calls, first
 
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -52,6 +53,7 @@ def register_measure(users_csv: Path, transport: str, rates: list[float], second
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     parser = arguments("50,100,200,400,800,1600,3200")
     parser.description = __doc__.splitlines()[0]
     parser.set_defaults(users=50)

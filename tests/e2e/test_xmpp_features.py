@@ -20,7 +20,8 @@ from tests.e2e.harness import ServerHarness
 
 USERS = ("joe", "roland", "ann", "bob", "carol", "dave")
 TIMEOUT = 10.0
-PLUGINS = ("xep_0030", "xep_0054", "xep_0092", "xep_0191", "xep_0199", "xep_0202", "xep_0280")
+PLUGINS = ("xep_0030", "xep_0054", "xep_0077", "xep_0092", "xep_0191", "xep_0199", "xep_0202", "xep_0280",
+           "xep_0313")
 
 
 def password(user: str) -> str:
@@ -41,9 +42,10 @@ def server(tmp_path_factory, request):
     assert status == 0
 
 
-async def online(server: ServerHarness, user: str, resource: str, presence: bool = True) -> slixmpp.ClientXMPP:
+async def online(server: ServerHarness, user: str, resource: str, presence: bool = True,
+                 secret: str | None = None) -> slixmpp.ClientXMPP:
     """Log in over STARTTLS with SCRAM-SHA-256; subscriptions are answered by the test, not slixmpp."""
-    client = slixmpp.ClientXMPP(f"{user}@falcot.com/{resource}", password(user), sasl_mech="SCRAM-SHA-256")
+    client = slixmpp.ClientXMPP(f"{user}@falcot.com/{resource}", secret or password(user), sasl_mech="SCRAM-SHA-256")
     client.ssl_context.load_verify_locations(str(server.directory / "var" / "certificate.pem"))
     client.enable_direct_tls, client.enable_plaintext = False, False
     client.auto_authorize, client.auto_subscribe = None, False
@@ -254,5 +256,29 @@ def test_malformedPayloadsGetStanzaErrors(server) -> None:
             assert raised.value.condition == condition, payload
         await bob.plugin["xep_0199"].ping("falcot.com", timeout=TIMEOUT)
         await offline(bob)
+
+    run(scenario)
+
+
+def test_archiveAndPasswordChange(server) -> None:
+    """
+    If carol writes to dave, dave finds the message in his archive (XEP-0313, filtered by
+    carol's JID); then dave changes his password in band (XEP-0077): the new password logs in
+    and the old one is refused.
+    """
+    async def scenario() -> None:
+        carol, dave = await online(server, "carol", "mam"), await online(server, "dave", "mam")
+        dave_inbox = events(dave, "message")
+        carol.send_message(mto="dave@falcot.com/mam", mbody="for the record", mtype="chat")
+        await next_from(dave_inbox, "carol@falcot.com/mam")
+        iq = await dave.plugin["xep_0313"].retrieve(with_jid=slixmpp.JID("carol@falcot.com"), timeout=TIMEOUT)
+        bodies = [m["mam_result"]["forwarded"]["stanza"]["body"] for m in iq["mam"]["results"]]
+        assert "for the record" in bodies
+        await dave.plugin["xep_0077"].change_password("n3w-dave-Passw0rd", jid="falcot.com", timeout=TIMEOUT)
+        await offline(carol, dave)
+        dave = await online(server, "dave", "again", secret="n3w-dave-Passw0rd")
+        await offline(dave)
+        with pytest.raises(RuntimeError):
+            await online(server, "dave", "old")
 
     run(scenario)

@@ -1,5 +1,5 @@
-"""Message archives (XEP-0313), password change (XEP-0077) and server pings (XEP-0199) on the
-fake server with real storage."""
+"""Message archives (XEP-0313), password change (XEP-0077), server pings (XEP-0199) and client
+state indication (XEP-0352) on the fake server with real storage."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.protocol.plugin_helpers import PluginServer, error_condition, sqlite_engine, stanzas
 
-PLUGINS = ["blocking", "carbons", "disco", "mam", "offline", "ping", "presence", "register", "roster"]
+PLUGINS = ["blocking", "carbons", "csi", "disco", "mam", "offline", "ping", "presence", "register", "roster"]
 NS_MAM = "urn:xmpp:mam:2"
 NS_RSM = "http://jabber.org/protocol/rsm"
 
@@ -183,3 +183,27 @@ class ServerPingTests(PluginTestCase):
             self.server.fake.clock.advance(150)
             busy.send("<presence><status>busy</status></presence>")
         self.assertEqual(stanzas(busy, "iq", "get"), [])
+
+
+class ClientStateTests(PluginTestCase):
+    def test_inactiveHoldsPresenceNotMessages(self) -> None:
+        """
+        If joe's phone says it is inactive, roland's status changes are held back (only the
+        latest kept) while messages arrive at once, and going active delivers the held presence;
+        joe's laptop, still active, gets every change.
+        """
+        phone, laptop = self.server.login("joe", "phone"), self.server.login("joe", "laptop")
+        roland = self.server.login("roland")
+        self.assertIn(b"urn:xmpp:csi:0", phone.raw)
+        phone.send("<inactive xmlns='urn:xmpp:csi:0'/>")
+        phone.clear()
+        laptop.clear()
+        for show in ("away", "xa"):
+            roland.send(f"<presence to='joe@falcot.com'><show>{show}</show></presence>")
+        roland.send("<message to='joe@falcot.com/phone' type='chat'><body>ping</body></message>")
+        self.assertEqual([str(m.body) for m in stanzas(phone, "message")], ["ping"])
+        self.assertEqual(stanzas(phone, "presence"), [])
+        self.assertEqual([str(p.show) for p in stanzas(laptop, "presence")], ["away", "xa"])
+        phone.send("<active xmlns='urn:xmpp:csi:0'/>")
+        self.assertEqual([str(p.show) for p in stanzas(phone, "presence")], ["xa"])
+        self.assertIsNone(phone.stream_error())

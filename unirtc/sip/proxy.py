@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -64,10 +65,13 @@ class Proxy:
     :param accounts: ``credentials(localpart, domain) -> Deferred[Credentials | None]``
     :param bindings: ``lookup(aor, now) -> list[Binding]``
     :param authenticator: ``verify(request, proxy=True, source=...)`` and ``respond(...)``
+    :param locator: ``locator(uri) -> Deferred[list[Hop]]`` (``locate.SipLocator``) to relay
+        local users' requests to foreign domains (``[sip] outbound``); None refuses them 403
     """
 
     def __init__(self, stack: Stack, clock: Any, realm_for: Callable[[str], str | None],
-                 account_domain: str, accounts: Any, bindings: Any, authenticator: Any) -> None:
+                 account_domain: str, accounts: Any, bindings: Any, authenticator: Any,
+                 locator: Locator | None = None) -> None:
         self.stack = stack
         self.clock = clock
         self.realm_for = realm_for
@@ -75,6 +79,7 @@ class Proxy:
         self.accounts = accounts
         self.bindings = bindings
         self.authenticator = authenticator
+        self.locator = locator
         self.contexts: dict[int, ResponseContext] = {}
 
     # helpers ------------------------------------------------------------------------------
@@ -209,8 +214,10 @@ class Proxy:
         if not ok:
             return None
         if target_domain is None:
-            self._reply(tx, request, 403, "Forbidden (relaying denied)")
-            return None
+            if self.locator is None:
+                self._reply(tx, request, 403, "Forbidden (relaying denied)")
+                return None
+            return self._outbound(tx, request, source, loop)
         try:
             localpart = normalize_localpart(request.uri.user or "")
         except InvalidJID:
@@ -236,11 +243,38 @@ class Proxy:
 
         return self.accounts.credentials(*aor).addCallback(found)
 
+    def _outbound(self, tx: ServerTransaction, request: SipRequest, source: Hop,
+                  loop: str) -> Deferred[None]:
+        """An authenticated local user's request for a foreign domain: to the servers that
+        RFC 3263 finds for the top Route or the Request-URI, the next one if one fails."""
+        destination = request.route[0].uri if request.route else request.uri
+        if not isinstance(destination, SipURI) or destination.scheme == "tel":
+            self._reply(tx, request, 416)
+            return succeed(None)
+
+        def located(hops: list[Hop]) -> None:
+            if tx.state not in (State.TRYING, State.PROCEEDING):
+                return  # cancelled (487 sent) while DNS answered
+            if not hops:
+                self._reply(tx, request, 404, "Not Found (no SIP server for that domain)")
+                return
+            first, *rest = hops[:MAX_OUTBOUND_HOPS]
+            self._forward(tx, request, source, [(None, first)], loop, tuple(rest))
+
+        def unresolvable(failure: Any) -> None:
+            log.info("SIP outbound: cannot locate {uri}: {error}", uri=str(destination),
+                     error=failure.getErrorMessage())
+            located([])
+
+        return self.locator(destination).addCallbacks(located, unresolvable)
+
     def _binding_hop(self, binding: Any, target: SipURI) -> Hop | None:
         flows = self.stack.transports.flows
         if binding.flow is not None and binding.flow in flows:
             peer = flows[binding.flow]
             return Hop(peer.transport_name, *peer.peer, flow=binding.flow)
+        if (target.transport or "").upper() in ("WS", "WSS"):
+            return None  # a browser whose WebSocket has gone (RFC 7118 §5): no other way there
         hop = uri_hop(target)
         source = binding.source
         if source is not None and (hop is None or (hop.transport == "UDP" and hop.host != source[0])):
@@ -249,8 +283,10 @@ class Proxy:
         return hop
 
     def _forward(self, tx: ServerTransaction, request: SipRequest, source: Hop,
-                 targets: list[tuple[SipURI | None, Hop | None]], loop: str) -> None:
-        """§16.6: one branch per target, all in parallel."""
+                 targets: list[tuple[SipURI | None, Hop | None]], loop: str,
+                 alternates: tuple[Hop, ...] = ()) -> None:
+        """§16.6: one branch per target, all in parallel; ``alternates`` are further hops
+        for a single target, tried in turn when one cannot be reached (RFC 3263 §4.3)."""
         context = ResponseContext(self, tx, request)
         self.contexts[id(tx)] = context
         record_route = request.to.tag is None and request.method not in ("REGISTER",)
@@ -261,8 +297,15 @@ class Proxy:
                                              to_tag=_tag())
                 context.branches.append(branch)
                 continue
-            context.fork(Branch(*self._branch_request(request, target, source, hop, loop, record_route)))
+            context.fork(self._attempt(request, target, source, loop, record_route, hop, alternates))
         context.check_done()
+
+    def _attempt(self, request: SipRequest, target: SipURI | None, source: Hop, loop: str,
+                 record_route: bool, hop: Hop, alternates: tuple[Hop, ...]) -> Branch:
+        """A branch to ``hop`` that knows how to make its successor at the next alternate."""
+        copy, chosen = self._branch_request(request, target, source, hop, loop, record_route)
+        successor = partial(self._attempt, request, target, source, loop, record_route)
+        return Branch(copy, chosen, alternates, successor)
 
     def _branch_request(self, request: SipRequest, target: SipURI | None, source: Hop, hop: Hop,
                         loop: str, record_route: bool) -> tuple[SipRequest, Hop]:

@@ -42,8 +42,6 @@ class Forwarder(Protocol):
 
     def forward_response(self, response: SipResponse) -> None: ...
 
-    def next_attempt(self, branch: Branch) -> Branch | None: ...
-
 
 def new_tag() -> str:
     return secrets.token_hex(8)
@@ -92,12 +90,19 @@ def best_response(responses: list[SipResponse]) -> SipResponse | None:
 
 
 class Branch:
-    """One forwarded copy of the request; ``alternates`` are the hops left to try (RFC 3263)."""
+    """One forwarded copy of the request.
 
-    def __init__(self, request: SipRequest, hop: Hop, alternates: tuple[Hop, ...] = ()) -> None:
+    ``alternates`` are the hops left to try if this one cannot be reached (RFC 3263 §4.3),
+    and ``make_next(hop, rest)`` builds the branch for the next of them (a new Via branch,
+    and a Record-Route for that hop's transport).
+    """
+
+    def __init__(self, request: SipRequest, hop: Hop, alternates: tuple[Hop, ...] = (),
+                 make_next: Callable[[Hop, tuple[Hop, ...]], Branch] | None = None) -> None:
         self.request = request
         self.hop = hop
         self.alternates = alternates
+        self.make_next = make_next
         self.tx: ClientTransaction | None = None
         self.provisional = False
         self.final: SipResponse | None = None
@@ -155,12 +160,10 @@ class ResponseContext:
 
     def _fail_over(self, branch: Branch, status: int) -> bool:
         """RFC 3263 §4.3: replace a branch that failed to reach its server by the next hop."""
-        if status not in _FAILOVER or not branch.alternates or branch.provisional \
-                or branch.cancel_pending or self.cancelled or self.answered:
+        if status not in _FAILOVER or not branch.alternates or branch.make_next is None \
+                or branch.provisional or branch.cancel_pending or self.cancelled or self.answered:
             return False
-        attempt = self.proxy.next_attempt(branch)
-        if attempt is None:
-            return False
+        attempt = branch.make_next(branch.alternates[0], branch.alternates[1:])
         self.branches.remove(branch)
         self.fork(attempt)
         return True

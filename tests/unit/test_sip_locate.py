@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.unit.sip_dns_helpers import FakeResolver, a, aaaa, naptr, srv
-from unirtc.sip.locate import MAX_HOPS, LocateError, Naptr, SipLocator, naptr_choices, static_hop
+from unirtc.sip.locate import (
+    MAX_HOPS,
+    LocateError,
+    Naptr,
+    SipLocator,
+    SystemResolver,
+    make_locator,
+    naptr_choices,
+    static_hop,
+)
 from unirtc.sip.transport import Hop
 from unirtc.sip.uri import SipURI, parse_uri
 
@@ -179,6 +191,33 @@ class FailureTests(LocateTestCase):
         records = {"_sip._udp.big.example": [srv(i, 0, 5060, f"h{i}.big.example") for i in range(300)]}
         records.update({f"h{i}.big.example": [a(f"10.0.{i // 256}.{i % 256}")] for i in range(300)})
         self.assertEqual(len(self.locate("sip:bob@big.example;transport=udp", records)), MAX_HOPS)
+
+
+class MakeLocatorTests(SynchronousTestCase):
+    def test_offMeansNoLocator(self) -> None:
+        """
+        If [sip] outbound is off (or absent from the settings), there is no locator.
+        """
+        self.assertIsNone(make_locator(SimpleNamespace(sip=SimpleNamespace(outbound=False)), None))
+        self.assertIsNone(make_locator(SimpleNamespace(sip=SimpleNamespace()), None))
+
+    def test_onUsesTheGivenResolver(self) -> None:
+        """
+        If [sip] outbound is on, the locator asks the given resolver.
+        """
+        resolver = FakeResolver({"example.net": [a("198.51.100.5")]})
+        locator = make_locator(SimpleNamespace(sip=SimpleNamespace(outbound=True)), None, resolver)
+        hops = self.successResultOf(locator.locate(SipURI(host="example.net")))
+        self.assertEqual(hops, [Hop("UDP", "198.51.100.5", 5060)])
+
+    def test_systemResolverIsMadeOnFirstLookup(self) -> None:
+        """
+        If outbound is on without a resolver, none is created until the first lookup (twistd
+        builds the service tree before daemonising).
+        """
+        locator = make_locator(SimpleNamespace(sip=SimpleNamespace(outbound=True)), Clock())
+        self.assertIsInstance(locator.resolver, SystemResolver)
+        self.assertIsNone(locator.resolver._resolver)
 
 
 NAPTR_FIELDS = st.builds(Naptr, st.integers(0, 65535), st.integers(0, 65535), st.text(max_size=4),

@@ -7,7 +7,8 @@ in order.  The choices are pure functions over DNS answers (:func:`naptr_choices
 :func:`static_hop`); :class:`SipLocator` runs the queries through any object with
 twisted.names' ``IResolver`` lookups (``twisted.names.client`` in the server, a fake in
 tests).  Outbound TLS is not spoken by the transports yet, so ``SIPS+D2T`` and ``sips:``
-targets yield nothing unless a caller enables TLS in ``transports``.
+targets yield nothing unless a caller enables TLS in ``transports``.  ``make_locator(settings,
+reactor)`` is what the service passes to ``Proxy(..., locator=...)``.
 """
 
 from __future__ import annotations
@@ -207,6 +208,44 @@ class SipLocator:
         v6 = [socket.inet_ntop(socket.AF_INET6, p.address)
               for p in await self._answers("lookupIPV6Address", host, dns.AAAA)]
         return list(dict.fromkeys(v4 + v6))
+
+
+class SystemResolver:
+    """``twisted.names.client`` made on the first lookup.
+
+    Creating it reads resolv.conf and starts a timer, which should not happen while twistd
+    builds the service tree (before daemonising), nor at all when nobody calls outward.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self._resolver: Any = None
+
+    def _get(self) -> Any:
+        if self._resolver is None:
+            from twisted.names import client
+
+            self._resolver = client.createResolver(reactor=self.reactor)
+        return self._resolver
+
+    def lookupNamingAuthorityPointer(self, name: str) -> Deferred[Any]:
+        return self._get().lookupNamingAuthorityPointer(name)
+
+    def lookupService(self, name: str) -> Deferred[Any]:
+        return self._get().lookupService(name)
+
+    def lookupAddress(self, name: str) -> Deferred[Any]:
+        return self._get().lookupAddress(name)
+
+    def lookupIPV6Address(self, name: str) -> Deferred[Any]:
+        return self._get().lookupIPV6Address(name)
+
+
+def make_locator(settings: Any, reactor: Any, resolver: Any = None) -> SipLocator | None:
+    """The proxy's locator when ``[sip] outbound`` is on (None keeps foreign domains 403)."""
+    if not getattr(settings.sip, "outbound", False):
+        return None
+    return SipLocator(resolver if resolver is not None else SystemResolver(reactor))
 
 
 def _text(value: Any) -> str:

@@ -151,6 +151,8 @@ def _inbound(module, event) -> Deferred[None] | bool | None:
     manager = _manager(module)
     if manager is None:
         return None if kind != "probe" else True
+    if event.to.local is None:
+        return None  # a server's or component's own address: not an account
     if event.sender is None or event.sender.bare == event.to.bare:
         return True
     router, user, contact = event.router, event.to.bare, event.sender.bare

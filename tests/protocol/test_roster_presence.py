@@ -283,3 +283,14 @@ class PresenceTests(RosterTestCase):
         client = self.server.fake.login("joe")
         self.assertTrue(client.raw.count(b"urn:xmpp:features:rosterver") == 1)
         self.assertIn(b"urn:xmpp:features:pre-approval", client.raw)
+
+    def test_presenceToServerResourceIgnored(self) -> None:
+        """
+        If a client sends a subscription request or probe to the server's own address with a
+        resource, nothing breaks: no account is looked up and the session keeps working.
+        """
+        joe = self.server.login("joe")
+        joe.send("<presence type='subscribe' to='falcot.com/x'/>")
+        joe.send("<presence type='probe' to='falcot.com/x'/>")
+        self.assertIsNone(joe.stream_error())
+        self.assertEqual(self.roster(joe)["falcot.com"]["ask"], "subscribe")

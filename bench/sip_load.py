@@ -152,7 +152,7 @@ def _rtts(folder: Path) -> list[float]:
 def options_rtt(port: int, timeout: float = 1.0) -> float | None:
     """Seconds for one OPTIONS to the server itself over UDP, None if unanswered."""
     request = (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-               "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-bench-{tag}\r\n"
+               "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-bench-{tag};rport\r\n"
                "From: <sip:bench@127.0.0.1>;tag=bench\r\nTo: <sip:127.0.0.1>\r\n"
                "Call-ID: bench-{tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
                "Content-Length: 0\r\n\r\n").replace("{tag}", secrets.token_hex(6)).encode()

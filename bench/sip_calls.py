@@ -1,7 +1,7 @@
 """Authenticated call setups per second through the SIP proxy, unirtc and Kamailio side by side.
 
 Usage (from the repository root):
-    .venv/bin/python bench/sip_calls.py [--rates 10,20,40,80,160,320] [--seconds 5] [--users 20]
+    .venv/bin/python bench/sip_calls.py [--rates 10,20,40,80,160,320,640,1280] [--seconds 5] [--users 20]
         [--transport u1|t1] [--servers unirtc,kamailio] [--refine 2]
 
 Each server in turn (never both at once) gets the same users and passwords (unirtc through
@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.sip_load import (  # noqa: E402
-    BENCH_SIPP, DOMAIN, E2E_SIPP, Step, Target, bench_users, compare, free_port, run_step, sweep,
+    BENCH_SIPP, DOMAIN, E2E_SIPP, Outcome, Step, Target, bench_users, compare, free_port, run_step, sweep,
     write_users_csv)
 
 CALLEE = ("roland", "roland-Bench-Secret")
@@ -61,7 +61,7 @@ def _answering_phone(folder: Path, transport: str, port: int) -> subprocess.Pope
 def call_measure(users_csv: Path, transport: str, rates: list[float], seconds: float, refine: int):
     """The ``calls`` measure for :func:`bench.sip_load.compare`."""
 
-    def measure(folder: Path, target: Target, report: Callable[[Step], None]) -> Step | None:
+    def measure(folder: Path, target: Target, report: Callable[[Step], None]) -> Outcome:
         phone = free_port()
         answering = _answering_phone(folder, transport, phone)
         try:
@@ -97,7 +97,7 @@ def arguments(rates: str) -> argparse.ArgumentParser:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
-    args = arguments("10,20,40,80,160,320").parse_args()
+    args = arguments("10,20,40,80,160,320,640,1280").parse_args()
     users = bench_users(args.users)
     with tempfile.TemporaryDirectory(prefix="unirtc-bench-") as tmp:
         folder = Path(tmp)

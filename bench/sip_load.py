@@ -204,8 +204,17 @@ def run_step(folder: Path, target: Target, scenario: Path, rate: float, seconds:
                 elapsed=elapsed, rtts_ms=_rtts(folder))
 
 
+@dataclass
+class Outcome:
+    """A sweep's result: the best step that held, and whether any rate failed at all (if
+    none did, the server's ceiling lies above the highest rate offered)."""
+
+    best: Step | None
+    ceiling_found: bool
+
+
 def sweep(run: Callable[[float], Step], rates: Sequence[float], refine: int,
-          report: Callable[[Step], None]) -> Step | None:
+          report: Callable[[Step], None]) -> Outcome:
     """The step at the highest rate that held (None if even the first did not)."""
     best: Step | None = None
     failed_at: float | None = None
@@ -227,31 +236,40 @@ def sweep(run: Callable[[float], Step], rates: Sequence[float], refine: int,
             best = step
         else:
             failed_at = rate
-    return best
+    return Outcome(best, failed_at is not None)
 
 
-def result_line(measure: str, target: Target, transport: str, best: Step | None) -> str:
+def _rate(outcome: Outcome) -> str:
+    rate = outcome.best.rate if outcome.best else 0.0
+    return f"{rate:g}/s" if outcome.ceiling_found else f">= {rate:g}/s (no offered rate failed)"
+
+
+def result_line(measure: str, target: Target, transport: str, outcome: Outcome) -> str:
+    best = outcome.best
     if best is None:
         return f"{measure} {target.name} ({transport}): no offered rate held (<1% failed)"
-    return (f"{measure} {target.name} ({transport}): highest rate with <1% failures {best.rate:g}/s "
+    return (f"{measure} {target.name} ({transport}): highest rate with <1% failures {_rate(outcome)} "
             f"({best.achieved:.1f}/s achieved, {best.failed} of {best.ok + best.failed} failed); "
             f"{distribution(best.rtts_ms)}")
 
 
-def ratio_line(measure: str, results: dict[str, Step | None]) -> str:
-    """unirtc's highest rate over Kamailio's, when both ran."""
+def ratio_line(measure: str, results: dict[str, Outcome]) -> str:
+    """unirtc's highest rate over Kamailio's, when both ran (an upper bound when Kamailio
+    never failed: its own ceiling is higher)."""
     names = list(results)
     ours = next((n for n in names if n.startswith("unirtc")), None)
     theirs = next((n for n in names if n.startswith("kamailio")), None)
     if ours is None or theirs is None:
         return f"{measure} ratio: needs both servers"
     a, b = results[ours], results[theirs]
-    rate_a, rate_b = (a.rate if a else 0.0), (b.rate if b else 0.0)
+    rate_a, rate_b = (a.best.rate if a.best else 0.0), (b.best.rate if b.best else 0.0)
     ratio = f"{rate_a / rate_b:.3f}" if rate_b else "n/a"
-    return f"{measure} ratio {ours}/{theirs}: {rate_a:g}/s / {rate_b:g}/s = {ratio}"
+    if rate_b and not b.ceiling_found:
+        ratio = f"<= {ratio}"
+    return f"{measure} ratio {ours}/{theirs}: {_rate(a)} / {_rate(b)} = {ratio}"
 
 
-Measure = Callable[[Path, Target, Callable[[Step], None]], "Step | None"]
+Measure = Callable[[Path, Target, Callable[[Step], None]], Outcome]
 STARTERS: dict[str, Callable[[Path, dict[str, str]], Target]] = {
     "unirtc": start_unirtc, "kamailio": start_kamailio}
 
@@ -260,7 +278,7 @@ def compare(folder: Path, servers: Sequence[str], users: dict[str, str], transpo
             measures: dict[str, Measure]) -> list[str]:
     """Run every measure against each server in turn (never two servers at once); the lines
     to print: one result per measure and server, then one ratio per measure."""
-    results: dict[str, dict[str, Step | None]] = {name: {} for name in measures}
+    results: dict[str, dict[str, Outcome]] = {name: {} for name in measures}
     lines = []
     for server in servers:
         print(f"starting {server} with {len(users)} users ...", flush=True)
@@ -269,9 +287,9 @@ def compare(folder: Path, servers: Sequence[str], users: dict[str, str], transpo
             for name, measure in measures.items():
                 def report(step: Step, name: str = name) -> None:
                     print(f"  {name} {target.name} ({transport}) step: {step.describe()}", flush=True)
-                best = measure(folder / f"{server}-{name}", target, report)
-                results[name][target.name] = best
-                lines.append(result_line(name, target, transport, best))
+                outcome = measure(folder / f"{server}-{name}", target, report)
+                results[name][target.name] = outcome
+                lines.append(result_line(name, target, transport, outcome))
         finally:
             target.stop()
     lines += [ratio_line(name, per_server) for name, per_server in results.items()]

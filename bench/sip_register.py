@@ -2,7 +2,7 @@
 
 Usage (from the repository root):
     .venv/bin/python bench/sip_register.py [--rates 50,100,200,400,800,1600,3200]
-        [--call-rates 10,20,40,80,160,320] [--no-calls] [--seconds 5] [--users 50]
+        [--call-rates 10,20,40,80,160,320,640,1280] [--no-calls] [--seconds 5] [--users 50]
         [--transport u1|t1] [--servers unirtc,kamailio] [--refine 2]
 
 For each server in turn (never both at once), on free loopback ports:
@@ -36,13 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.sip_calls import CALLEE, arguments, call_measure  # noqa: E402
 from bench.sip_load import (  # noqa: E402
-    BENCH_SIPP, DOMAIN, Step, Target, bench_users, compare, run_step, sweep, write_users_csv)
+    BENCH_SIPP, DOMAIN, Outcome, Step, Target, bench_users, compare, run_step, sweep, write_users_csv)
 
 
 def register_measure(users_csv: Path, transport: str, rates: list[float], seconds: float, refine: int):
     """The ``register`` measure for :func:`bench.sip_load.compare`."""
 
-    def measure(folder: Path, target: Target, report: Callable[[Step], None]) -> Step | None:
+    def measure(folder: Path, target: Target, report: Callable[[Step], None]) -> Outcome:
         extra = ["-inf", str(users_csv), "-auth_uri", DOMAIN]
         return sweep(lambda rate: run_step(folder / f"rate-{rate:g}", target,
                                            BENCH_SIPP / "register_users.xml", rate, seconds,
@@ -57,7 +57,7 @@ def main() -> None:
     parser = arguments("50,100,200,400,800,1600,3200")
     parser.description = __doc__.splitlines()[0]
     parser.set_defaults(users=50)
-    parser.add_argument("--call-rates", default="10,20,40,80,160,320")
+    parser.add_argument("--call-rates", default="10,20,40,80,160,320,640,1280")
     parser.add_argument("--no-calls", action="store_true", help="registrations only")
     args = parser.parse_args()
     users = bench_users(args.users)

@@ -174,6 +174,7 @@ class SIPSettings:
     domains: tuple[str, ...]
     listen: tuple[SipListener, ...]
     outbound: bool = False  # relay local users' requests to foreign domains (RFC 3263 lookup)
+    websocket: str = "sip-websocket"  # RFC 7118 path on the [web] listener; empty: none
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ class WebSettings:
     listen: str
     tls: bool
     origins: tuple[str, ...] = ()  # allowed WebSocket Origins, normalised; "*" allows any
+    jssip: Path | None = None  # JsSIP for /phone: a browser script or the npm package folder
 
 
 @dataclass(frozen=True)
@@ -221,9 +223,9 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
             "message_burst"),
     "s2s": ("hosts", "require_encryption", "dialback"),
     "components": ("listen",),
-    "sip": ("domains", "listen", "outbound"),
+    "sip": ("domains", "listen", "outbound", "websocket"),
     "turn": ("secret", "secret_file", "realm", "ttl", "uris", "stun"),
-    "web": ("listen", "tls", "origins"),
+    "web": ("listen", "tls", "origins", "jssip"),
 }
 
 
@@ -628,7 +630,8 @@ def load_settings(path: str | Path) -> Settings:
         ),
         components=_components(reader),
         sip=SIPSettings(domains=tuple(sip_domains), listen=_sip_listeners(reader),
-                        outbound=reader.boolean("sip", "outbound", False)),
+                        outbound=reader.boolean("sip", "outbound", False),
+                        websocket=_http_path(reader, "sip", "websocket", "/sip-websocket")),
         turn=_turn(reader, domain),
         web=_web(reader, domain),
     )
@@ -637,4 +640,5 @@ def load_settings(path: str | Path) -> Settings:
 def _web(reader: _Reader, domain: str) -> WebSettings:
     listen = reader.endpoint("web", "listen", "tcp:5281")
     tls = reader.boolean("web", "tls", True)
-    return WebSettings(listen=listen, tls=tls, origins=_web_origins(reader, domain, listen, tls))
+    return WebSettings(listen=listen, tls=tls, origins=_web_origins(reader, domain, listen, tls),
+                       jssip=reader.path("web", "jssip", Path()) if reader.raw("web", "jssip") else None)

@@ -118,8 +118,9 @@ def makeService(settings: Settings, reactor: Any = None) -> MultiService:
     # XMPP: c2s, direct-TLS c2s, XEP-0114 components and the sessions they open (unirtc/xmpp/service.py)
     for xmpp_listener in make_xmpp_listeners(settings, context, certificate, directory, reactor):
         xmpp_listener.setServiceParent(listeners)
-    # SIP: the binding store, UDP/TCP/TLS listeners, registrar and proxy (unirtc/sip/service.py)
-    for sip_listener in make_sip_listeners(settings, directory, certificate, reactor):
+    # SIP: the binding store, UDP/TCP/TLS listeners, registrar and proxy (unirtc/sip/service.py),
+    # and SIP over WebSocket on the web listener
+    for sip_listener in make_sip_listeners(settings, directory, certificate, reactor, context.items):
         sip_listener.setServiceParent(listeners)
     _not_built_yet(settings)
     return root

@@ -196,9 +196,12 @@ def build_core(settings: Any, directory: Any, reactor: Any, secret: bytes,
     return core
 
 
-def make_sip_listeners(settings: Any, directory: Any, certificate: Any, reactor: Any) -> list[Service]:
-    """The binding store and one listener per ``[sip] listen`` entry (see the module docstring)."""
+def make_sip_listeners(settings: Any, directory: Any, certificate: Any, reactor: Any,
+                       items: Any = None) -> list[Service]:
+    """The binding store and one listener per ``[sip] listen`` entry (see the module docstring);
+    with the plugin ``items``, SIP over WebSocket joins the web listener (``sip/websocket.py``)."""
     from unirtc.serverkey import load_or_create
+    from unirtc.sip import websocket
     from unirtc.sip.bindings import BindingStore
 
     if not settings.sip.listen:
@@ -225,4 +228,5 @@ def make_sip_listeners(settings: Any, directory: Any, certificate: Any, reactor:
             service = endpoint_service(description, factory, reactor=reactor)
         service.setName(name)
         services.append(service)
+    websocket.mount(settings, core, bindings, items)
     return services

@@ -40,7 +40,7 @@ from unirtc.turn.responder import respond as stun_respond
 
 log = get_logger("unirtc.sip.transport")
 
-DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061}
+DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061, "WS": 80, "WSS": 443}  # WS: RFC 6455 §3
 UDP_SIZE_LIMIT = 1300  # §18.1.1: larger requests should use a congestion-controlled transport
 IDLE_TIMEOUT = 3605.0  # close silent connections (Kamailio's default tcp_connection_lifetime)
 
@@ -61,11 +61,11 @@ def _is_ipv6(host: str) -> bool:
 class Hop:
     """One end of a SIP hop: where a message came from, or where one should go.
 
-    ``flow`` is the token of the TCP/TLS connection the message arrived on (or should leave
-    on); None for UDP, and for stream hops that need a connection looked up or opened.
+    ``flow`` is the token of the TCP/TLS/WebSocket connection the message arrived on (or should
+    leave on); None for UDP, and for stream hops that need a connection looked up or opened.
     """
 
-    transport: str  # "UDP", "TCP" or "TLS"
+    transport: str  # "UDP", "TCP", "TLS", or "WS"/"WSS" (RFC 7118, sip/websocket.py)
     host: str
     port: int
     flow: str | None = None
@@ -112,7 +112,11 @@ def uri_hop(uri: SipURI) -> Hop | None:
     """The hop for a URI with a numeric host (RFC 3263 §4 without DNS); None for names.
 
     Contacts and Record-Routes are nearly always IP literals; names would need NAPTR/SRV.
+    A ``transport=ws``/``wss`` URI is None too: a browser's contact (an ``.invalid`` host, RFC
+    7118 §5) is reachable only over the WebSocket it registered on, never by a new connection.
     """
+    if (uri.transport or "").upper() in ("WS", "WSS"):
+        return None
     host = _plain_ip(uri.maddr or uri.host)
     try:
         ipaddress.ip_address(host)

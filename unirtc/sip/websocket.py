@@ -1,0 +1,238 @@
+# -*- test-case-name: tests.protocol.test_sip_websocket -*-
+"""SIP over WebSocket (RFC 7118, subprotocol ``sip``): browser phones on the [web] listener.
+
+Each WebSocket message is one SIP message (§4, with UDP's framing: Content-Length may be
+absent), handed to the same transports and core as UDP, TCP and TLS.  Each connection is a
+*flow* (RFC 5626) in the ``Transports`` flow table, with a ``ws-``/``wss-`` token: the registrar
+stores the token with the binding, so a call to the browser's ``.invalid`` Contact goes back
+over the connection it registered on (§5), and the proxy's Record-Route carries the token.
+Via ``WS``/``WSS`` and the transport names feed the proxy's double Record-Route when a dialog
+crosses from a WebSocket to UDP/TCP/TLS.  When the connection ends, the bindings registered
+over it end too: a browser tab that closed cannot be called.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from twisted.web.server import Request
+from wsproto.frame_protocol import CloseReason
+
+from unirtc.logging import get_logger
+from unirtc.sip.message import is_keepalive
+from unirtc.sip.transport import IDLE_TIMEOUT, Hop, Transports
+
+log = get_logger("unirtc.sip.websocket")
+
+SUBPROTOCOL = "sip"
+MAX_MESSAGE = 65535  # the SIP parser's own bound (message.MAX_MESSAGE)
+POLICY_VIOLATION = 1008  # RFC 6455 §7.4.1
+
+AOR = tuple[str, str]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _plain_host(host: str) -> str:
+    host = host.strip("[]")
+    return host[7:] if host.lower().startswith("::ffff:") and "." in host else host
+
+
+class FlowBindings:
+    """Which accounts registered over which WebSocket flow, so a closed flow's bindings go.
+
+    It watches the registrar's changes (``Registrar.on_change``, chained with any callback
+    already there) rather than scanning every binding when a connection closes: a server
+    holding thousands of browser registrations closes connections often.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._aors: dict[str, set[AOR]] = {}
+
+    def watch(self, registrar: Any) -> None:
+        previous: Callable[[AOR, list[Any]], None] | None = registrar.on_change
+
+        def on_change(aor: AOR, bindings: list[Any]) -> None:
+            self.changed(aor, bindings)
+            if previous is not None:
+                previous(aor, bindings)
+
+        registrar.on_change = on_change
+
+    def changed(self, aor: AOR, bindings: list[Any]) -> None:
+        for binding in bindings:
+            if binding.flow is not None and binding.flow.startswith(("ws-", "wss-")):
+                self._aors.setdefault(binding.flow, set()).add(aor)
+
+    def closed(self, flow: str) -> int:
+        """Remove every binding registered over ``flow``; returns how many went."""
+        removed = 0
+        for aor in sorted(self._aors.pop(flow, ())):
+            current = self.store.current(aor)
+            kept = [b for b in current if b.flow != flow]
+            if len(kept) != len(current):
+                removed += len(current) - len(kept)
+                self.store.update(aor, kept).addErrback(
+                    lambda failure, aor=aor: log.failure("Removing the WebSocket bindings of {aor} failed",
+                                                         failure, aor=aor))
+        return removed
+
+    def __len__(self) -> int:
+        return len(self._aors)
+
+
+class SipWebSocket:
+    """One RFC 7118 connection: a Twisted ``WebSocketProtocol`` and a flow of ``Transports``.
+
+    ``transport`` is the ``WebSocketWire`` (``unirtc.web.websocket``). Over plain WS (no TLS) only
+    loopback peers are served, i.e. a TLS-terminating proxy on this host; anyone else is
+    closed with 1008 before a message is read.
+    """
+
+    def __init__(self, transports: Transports, flows: FlowBindings | None = None) -> None:
+        self.transports = transports
+        self.flows = flows
+        self.transport: Any = None
+        self.transport_name = "WS"
+        self.token = ""
+        self.peer: tuple[str, int] = ("", 0)
+        self.open = False
+        self._idle: Any = None
+
+    # -- WebSocketProtocol -------------------------------------------------------------------
+
+    def negotiationStarted(self, transport: Any) -> None:
+        self.transport = transport
+
+    def negotiationFinished(self) -> None:
+        address = self.transport.getPeer()
+        self.peer = (_plain_host(str(address.host)), int(address.port))
+        self.transport_name = "WSS" if self.transport.secure else "WS"
+        if self.transport_name == "WS" and not _is_loopback(self.peer[0]):
+            log.info("SIP over plain WebSocket from {host} refused: only loopback may skip TLS",
+                     host=self.peer[0])
+            self.transport.loseConnection(POLICY_VIOLATION, "use wss://")
+            return
+        self.token = f"{self.transport_name.lower()}-{secrets.token_hex(8)}"
+        self.open = True
+        self.transports.opened(self)  # type: ignore[arg-type]
+        self._idle = self.transports.clock.callLater(IDLE_TIMEOUT, self._timed_out)
+        log.debug("SIP WebSocket {token} from {host} port {port}", token=self.token,
+                  host=self.peer[0], port=self.peer[1])
+
+    def textMessageReceived(self, text: str) -> None:
+        self._received(text.encode("utf-8"))
+
+    def bytesMessageReceived(self, data: bytes) -> None:
+        self._received(data)  # §4.2: binary frames carry SIP too (UTF-8 is not required there)
+
+    def pongReceived(self, payload: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        if not self.open:
+            return
+        self.open = False
+        self.transports.closed(self)  # type: ignore[arg-type]
+        removed = self.flows.closed(self.token) if self.flows is not None else 0
+        log.debug("SIP WebSocket {token} closed; {removed} binding(s) removed", token=self.token,
+                  removed=removed)
+
+    # -- the flow --------------------------------------------------------------------------------
+
+    def _received(self, data: bytes) -> None:
+        if not self.open:
+            return
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(IDLE_TIMEOUT)
+        if is_keepalive(data):
+            self.send(b"\r\n")  # RFC 5626 §4.4.1's pong, for clients that ping the SIP way
+            return
+        source = Hop(self.transport_name, *self.peer, flow=self.token)
+        reply = self.transports.deliver(data, source, stream=False)
+        if reply is not None:
+            self.send(bytes(reply))
+
+    def send(self, data: bytes) -> None:
+        """One SIP message, one WebSocket message: text when it is UTF-8 (§4.1), else binary."""
+        if not self.open or self.transport is None:
+            return
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self.transport.sendBytesMessage(data)
+        else:
+            self.transport.sendTextMessage(text)
+
+    def _timed_out(self) -> None:
+        self._idle = None
+        if self.open:
+            self.transport.loseConnection(CloseReason.GOING_AWAY, "idle")
+
+    def messageTooBig(self) -> None:
+        """The wire's bound was passed: one oversized SIP message ends the connection (1009)."""
+        self.transports.dropped(Hop(self.transport_name, *self.peer, flow=self.token or None),
+                                f"WebSocket message over {MAX_MESSAGE} bytes; closing")
+        self.transport.loseConnection(CloseReason.MESSAGE_TOO_BIG, "SIP message too big")
+
+
+class SipWebSocketFactory:
+    """Twisted's ``WebSocketServerFactory`` for the ``sip`` subprotocol: one flow per upgrade."""
+
+    def __init__(self, transports: Transports, flows: FlowBindings | None = None) -> None:
+        self.transports = transports
+        self.flows = flows
+
+    def buildProtocol(self, request: Request) -> SipWebSocket:
+        return SipWebSocket(self.transports, self.flows)
+
+
+def listener_address(listen: str) -> tuple[str, int] | None:
+    """(interface, port) of a ``[web] listen`` endpoint, for our Via and Record-Route; None if
+    it names no TCP port (a UNIX socket, say)."""
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        endpoint = serverFromString(None, listen)
+    except Exception:
+        return None
+    port = getattr(endpoint, "_port", None)
+    if not isinstance(port, int) or port <= 0:
+        return None
+    return str(getattr(endpoint, "_interface", "") or ""), port
+
+
+def mount(settings: Any, core: Any, bindings: Any, items: Any) -> SipWebSocketFactory | None:
+    """Serve ``[sip] websocket`` on the web listener for ``core``; None when not configured.
+
+    The listener joins ``core.transports.listeners`` as ``WSS`` (or ``WS`` with ``[web] tls =
+    no``) so the proxy Record-Routes with it and recognises its own Route entries.
+    """
+    from unirtc.web.websocket import OriginPolicy, WebSocketEndpoint
+
+    if not settings.sip.websocket or not settings.web.listen or items is None:
+        return None
+    address = listener_address(settings.web.listen)
+    if address is not None:
+        transport = "WSS" if settings.web.tls else "WS"
+        core.transports.listeners.append((transport, *address))
+    flows = FlowBindings(bindings)
+    if core.registrar is not None:
+        flows.watch(core.registrar)
+    factory = SipWebSocketFactory(core.transports, flows)
+    endpoint = WebSocketEndpoint({SUBPROTOCOL: factory}, OriginPolicy(settings.web.origins),
+                                 max_message=MAX_MESSAGE)
+    items.add("http-path", (settings.sip.websocket, endpoint))
+    return factory

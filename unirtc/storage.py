@@ -5,6 +5,8 @@ Every call returns a Deferred and runs its SQL on the directory's thread pool
 (``Directory.run``), never on the reactor thread. Calls for the same owner in the same store
 run one after another, in the order they were made, so a plugin reads its own writes and a
 read-modify-write per owner cannot interleave with another; different owners run in parallel.
+Archive appends are group-committed: those made while a batch is being written go together in
+the next one (a message archive appends on every message).
 
 ``KeyValueStore(directory, name)`` (``module.storage(name)``): JSON values per owner and key.
 
@@ -38,7 +40,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from unirtc.directory import plugin_store
@@ -63,20 +65,27 @@ def _check_name(name: str) -> str:
 
 
 class _OwnerQueue:
-    """Runs operations one at a time per owner, in call order; owners are independent."""
+    """Runs operations one at a time per owner, in call order; owners are independent.
+
+    An append may start while the owner's previous operation, also an append, is still
+    pending: appends go through ``_AppendBatcher``, which writes them in order.
+    """
 
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
-        self._tails: dict[str, Deferred[None]] = {}
+        self._tails: dict[str, tuple[Deferred[None], bool]] = {}
 
     def submit(self, owner: str, operation: Callable[..., T], *args: Any) -> Deferred[T]:
+        return self.submit_start(owner, lambda: self._runner.run(operation, *args))
+
+    def submit_start(self, owner: str, start: Callable[[], Deferred[T]], append: bool = False) -> Deferred[T]:
         done: Deferred[T] = Deferred()
         tail: Deferred[None] = Deferred()
         previous = self._tails.get(owner)
-        self._tails[owner] = tail
+        self._tails[owner] = (tail, append)
 
         def finish(result: T | Failure) -> None:
-            if self._tails.get(owner) is tail:
+            if self._tails.get(owner, (None,))[0] is tail:
                 del self._tails[owner]
             tail.callback(None)
             if isinstance(result, Failure):
@@ -84,19 +93,59 @@ class _OwnerQueue:
             else:
                 done.callback(result)
 
-        def start(_: object = None) -> None:
+        def run(_: object = None) -> None:
             try:
-                d = self._runner.run(operation, *args)
+                d = start()
             except Exception:
                 finish(Failure())
                 return
             d.addBoth(finish)
 
-        if previous is None:
-            start()
+        if previous is None or (append and previous[1]):
+            run()
         else:
-            previous.addCallback(start)
+            previous[0].addCallback(run)
         return done
+
+
+class _AppendBatcher:
+    """Group commit for archive appends: while one batch is being written, the next collects
+    every append made meanwhile, so a busy archive costs one transaction per batch rather
+    than one per entry. Batches are written one after another, entries in call order."""
+
+    def __init__(self, runner: Runner, name: str) -> None:
+        self._runner = runner
+        self._name = name
+        self._open: list[tuple[plugin_store.NewEntry, Deferred[int | None]]] = []
+        self._writing = False
+
+    def add(self, entry: plugin_store.NewEntry) -> Deferred[int | None]:
+        d: Deferred[int | None] = Deferred()
+        self._open.append((entry, d))
+        if not self._writing:
+            self._write()
+        return d
+
+    def _write(self) -> None:
+        batch, self._open = self._open, []
+        self._writing = True
+
+        def done(result: list[int | None] | Failure) -> None:
+            self._writing = False
+            for position, (_, d) in enumerate(batch):
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(result[position])
+            if self._open:
+                self._write()
+
+        try:
+            written = self._runner.run(plugin_store.archive_append_many, self._name, [e for e, _ in batch])
+        except Exception:
+            done(Failure())
+            return
+        written.addBoth(done)
 
 
 class KeyValueStore:
@@ -128,11 +177,15 @@ class ArchiveStore:
     def __init__(self, directory: Runner, name: str) -> None:
         self.name = _check_name(name)
         self._queue = _OwnerQueue(directory)
+        self._batcher = _AppendBatcher(directory, self.name)
 
     def append(self, owner: str, value: Any, with_: str | None = None, when: datetime | None = None,
                max_items: int | None = None) -> Deferred[int | None]:
-        return self._queue.submit(owner, plugin_store.archive_append, self.name, owner, value, with_,
-                                  when, max_items)
+        try:
+            entry = plugin_store.archive_entry(self.name, owner, value, with_, when, max_items)
+        except StorageError:
+            return fail()
+        return self._queue.submit_start(owner, lambda: self._batcher.add(entry), append=True)
 
     def query(self, owner: str, with_: str | None = None, start: datetime | None = None,
               end: datetime | None = None, after_id: int | None = None, before_id: int | None = None,

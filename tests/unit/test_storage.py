@@ -97,6 +97,51 @@ class StorageTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(archive.delete("joe@falcot.com", [ids[1]])), 1)
         self.assertEqual(self.successResultOf(archive.count("joe@falcot.com")), 1)
 
+    def test_appendsAreGroupCommitted(self) -> None:
+        """
+        If appends are made while a batch is being written, they all go in the next single
+        write, same owner included, in call order with increasing ids; a query made between two
+        appends of one owner sees the first and not the second.
+        """
+        archive = ArchiveStore(self.runner, "mam")
+        first = archive.append("joe@falcot.com", 0)
+        self.assertEqual(len(self.runner.pending), 1)
+        more = [archive.append(owner, n) for n, owner in enumerate(["ann@x", "joe@falcot.com", "bob@x"], 1)]
+        seen = archive.query("joe@falcot.com")
+        last = archive.append("joe@falcot.com", 4)
+        self.assertEqual(len(self.runner.pending), 1)  # the rest wait for the first batch
+        self.runner.step()
+        self.assertEqual(len(self.runner.pending), 1)  # one write for three appends
+        self.runner.step()
+        ids = [self.successResultOf(d) for d in [first, *more]]
+        self.assertEqual(ids, sorted(ids))
+        self.assertNoResult(last)
+        self.runner.step()  # the query, then the last append
+        self.assertEqual([i.value for i in self.successResultOf(seen)], [0, 2])
+        self.runner.step()
+        self.assertGreater(self.successResultOf(last), ids[-1])
+
+    def test_quotaWithinOneBatch(self) -> None:
+        """
+        If several appends for one owner with a quota go in one batch, only those that fit are
+        stored; a failed batch fails every append in it and the next batch still runs.
+        """
+        archive = ArchiveStore(self.runner, "offline")
+        blocker = archive.append("other@x", "first")
+        results = [archive.append("joe@falcot.com", n, max_items=2) for n in range(4)]
+        self.runner.step()
+        self.runner.step()
+        self.successResultOf(blocker)
+        self.assertEqual([self.successResultOf(d) is None for d in results], [False, False, True, True])
+        failing = archive.append("joe@falcot.com", "x")
+        d, _, _ = self.runner.pending.pop()
+        d.errback(RuntimeError("disk full"))
+        self.failureResultOf(failing, RuntimeError)
+        self.failureResultOf(archive.append("", "bad owner"), StorageError)
+        after = archive.append("joe@falcot.com", "y")
+        self.runner.step()
+        self.assertIsNotNone(self.successResultOf(after))
+
     def test_badStoreName(self) -> None:
         """
         If a store name is empty, too long or has odd characters, StorageError is raised at once.

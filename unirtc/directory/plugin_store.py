@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from unirtc.directory.models import PluginArchiveItem, PluginData, utc_now
@@ -127,6 +127,59 @@ def kv_clear(session: Session, store: str, owner: str) -> int:
 # -- archives -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class NewEntry:
+    """An entry to append, checked and JSON-encoded (``archive_entry``) before it is queued."""
+
+    owner: str
+    text: str
+    with_: str | None
+    when: datetime
+    max_items: int | None = None
+
+
+def archive_entry(
+    store: str,
+    owner: str,
+    value: Any,
+    with_: str | None = None,
+    when: datetime | None = None,
+    max_items: int | None = None,
+) -> NewEntry:
+    """Check and encode an entry; raises StorageError for bad names, owners or values."""
+    _check("store name", store, MAX_NAME)
+    _check("owner", owner, MAX_OWNER)
+    if with_ is not None:
+        _check("with", with_, MAX_WITH)
+    return NewEntry(owner, _encode(value), with_, _utc(when or utc_now()), max_items)
+
+
+def archive_append_many(session: Session, store: str, entries: list[NewEntry]) -> list[int | None]:
+    """Append ``entries`` in order with one statement; each gets its id, or None if its owner
+    already had ``max_items`` entries. Counting and appending in one transaction is what makes
+    a quota hold under concurrent appends; one statement is what makes busy archives cheap."""
+    stored: dict[str, int] = {}  # entries already in the database, counted when first needed
+    added: dict[str, int] = {}  # entries of this batch accepted so far
+    rows: list[dict[str, Any]] = []
+    positions: list[int] = []
+    for position, entry in enumerate(entries):
+        if entry.max_items is not None:
+            if entry.owner not in stored:
+                stored[entry.owner] = archive_count(session, store, entry.owner)
+            if stored[entry.owner] + added.get(entry.owner, 0) >= entry.max_items:
+                continue
+        added[entry.owner] = added.get(entry.owner, 0) + 1
+        rows.append({"store": store, "owner": entry.owner, "with_jid": entry.with_,
+                     "created_at": entry.when, "value": entry.text})
+        positions.append(position)
+    ids: list[int | None] = [None] * len(entries)
+    if rows:
+        statement = insert(PluginArchiveItem).returning(PluginArchiveItem.id, sort_by_parameter_order=True)
+        for position, new_id in zip(positions, session.scalars(statement, rows).all()):
+            ids[position] = new_id
+    return ids
+
+
 def archive_append(
     session: Session,
     store: str,
@@ -136,22 +189,9 @@ def archive_append(
     when: datetime | None = None,
     max_items: int | None = None,
 ) -> int | None:
-    """Append ``value`` and return its id; None (nothing stored) if ``owner`` already has
-    ``max_items`` entries in ``store``. Checking and appending in one transaction is what
-    makes a quota hold under concurrent appends."""
-    _check("store name", store, MAX_NAME)
-    _check("owner", owner, MAX_OWNER)
-    if with_ is not None:
-        _check("with", with_, MAX_WITH)
-    text = _encode(value)
-    if max_items is not None and archive_count(session, store, owner) >= max_items:
-        return None
-    item = PluginArchiveItem(
-        store=store, owner=owner, with_jid=with_, created_at=_utc(when or utc_now()), value=text
-    )
-    session.add(item)
-    session.flush()
-    return item.id
+    """Append one entry and return its id (None: the owner's ``max_items`` is reached)."""
+    entry = archive_entry(store, owner, value, with_, when, max_items)
+    return archive_append_many(session, store, [entry])[0]
 
 
 def archive_query(

@@ -2,8 +2,9 @@
 are stored (plugin storage archive "offline") and delivered at its next initial presence.
 
 Each stored message gets a XEP-0203 ``<delay/>`` stamp. Storage is bounded per account: past
-``MAX_MESSAGES`` (or for a message over ``MAX_MESSAGE_SIZE``) the oldest stored messages are
-kept and the sender gets ``service-unavailable``, as XEP-0160 §3 says for a full store.
+``MAX_MESSAGES`` (``[xmpp] offline_max_messages`` once the configuration declares that key),
+or for a message over ``MAX_MESSAGE_SIZE``, the oldest stored messages are kept and the sender
+gets ``service-unavailable``, as XEP-0160 §3 says for a full store.
 Messages are deleted only once delivered, and only to a resource with a non-negative priority.
 Chat-state notifications alone are not worth storing and are dropped without an error.
 """

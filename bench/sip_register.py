@@ -1,7 +1,7 @@
 """REGISTER-with-digest and call setups per second, unirtc and Kamailio 5.6 side by side.
 
 Usage (from the repository root):
-    .venv/bin/python bench/sip_register.py [--rates 50,100,200,400,800,1600,3200]
+    .venv/bin/python bench/sip_register.py [--rates 50,100,200,400,800,1600,3200,6400,12800,25600]
         [--call-rates 10,20,40,80,160,320,640,1280] [--no-calls] [--seconds 5] [--users 50]
         [--transport u1|t1] [--servers unirtc,kamailio] [--refine 2]
 
@@ -54,7 +54,7 @@ def register_measure(users_csv: Path, transport: str, rates: list[float], second
 
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
-    parser = arguments("50,100,200,400,800,1600,3200")
+    parser = arguments("50,100,200,400,800,1600,3200,6400,12800,25600")
     parser.description = __doc__.splitlines()[0]
     parser.set_defaults(users=50)
     parser.add_argument("--call-rates", default="10,20,40,80,160,320,640,1280")

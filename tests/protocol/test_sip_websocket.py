@@ -159,8 +159,9 @@ class SipWebSocketTestCase(SynchronousTestCase):
 class RegistrationTests(SipWebSocketTestCase):
     def test_registerOverWssStoresTheFlow(self) -> None:
         """
-        If a browser registers over WSS with digest, the 401 and the 200 come back as WebSocket
-        messages with the browser's .invalid Via stamped with received, and the binding holds the
+        If a browser registers over WSS with digest, the 401 (with its MD5 challenge only: JsSIP
+        keeps the last challenge header, SIP.js the first, both do MD5 only) and the 200 come back
+        as WebSocket messages with the browser's .invalid Via stamped with received, and the binding holds the
         Contact and the connection's wss- flow token, which is in the flow table.
         """
         browser = self.browser()
@@ -169,7 +170,7 @@ class RegistrationTests(SipWebSocketTestCase):
         self.assertEqual(challenge.status, 401)
         via = challenge.via[0]
         self.assertEqual((via.transport, via.host, via.received), ("WSS", "df7jal23ls0d.invalid", "203.0.113.5"))
-        self.assertEqual([c["algorithm"] for c in challenges(challenge)][0], "MD5")
+        self.assertEqual([c["algorithm"] for c in challenges(challenge)], ["MD5"])
         browser.ws.take()
         self.register(transport=WssTransport(port=50001))
         [binding] = self.store.lookup(("roland", "falcot.com"), NOW)
@@ -249,7 +250,7 @@ class CallTests(SipWebSocketTestCase):
     def test_browserCallsDeskPhoneOverUdp(self) -> None:
         """
         If joe in a browser calls roland's UDP desk phone, the proxy challenges him (407 over the
-        WebSocket), then forwards the authenticated INVITE over UDP with both Record-Routes, and
+        WebSocket, MD5 only), then forwards the authenticated INVITE over UDP with both Record-Routes, and
         roland's 180 and 200 reach the browser as WebSocket messages.
         """
         self.store.update(("roland", "falcot.com"), [Binding(
@@ -260,6 +261,7 @@ class CallTests(SipWebSocketTestCase):
         joe.send(invite)
         statuses = joe.take()
         self.assertEqual([m.status for m in statuses], [100, 407])
+        self.assertEqual([c["algorithm"] for c in challenges(statuses[1], proxy=True)], ["MD5"])
         retry = browser_request("INVITE", "sip:roland@falcot.com", "joe", call_id="ws-call-2", cseq=2,
                                 branch="z9hG4bKws3")
         value = authorization(challenges(statuses[1], proxy=True)[0], parse(retry.encode()), username="joe")
@@ -297,6 +299,26 @@ class CallTests(SipWebSocketTestCase):
         browser.ws.lose()
         self.udp.datagramReceived(desk_request(), DESK)
         self.assertEqual([m.status for m in self.udp_sent(DESK)], [100, 480])
+
+
+class ChallengeTests(SynchronousTestCase):
+    def test_md5ChallengesOnly(self) -> None:
+        """
+        If a 401 or 407 offers MD5 and SHA-256, the browser's copy keeps only MD5; other messages,
+        challenges without MD5, and unparseable bytes pass unchanged.
+        """
+        from unirtc.sip.websocket import md5_challenges_only
+
+        req = parse(browser_request("REGISTER", "sip:falcot.com").encode())
+        both = make_response(req, 401, to_tag="t")
+        for algorithm in ("MD5", "SHA-256"):
+            both.headers.add("WWW-Authenticate", f'Digest realm="falcot.com", nonce="n", algorithm={algorithm}')
+        kept = parse(md5_challenges_only(bytes(both)))
+        self.assertEqual([c["algorithm"] for c in challenges(kept)], ["MD5"])
+        sha_only = make_response(req, 407, to_tag="t")
+        sha_only.headers.add("Proxy-Authenticate", 'Digest realm="falcot.com", nonce="n", algorithm=SHA-256')
+        for data in (bytes(sha_only), bytes(make_response(req, 200, to_tag="t")), b"SIP/2.0 401 \x00garbage"):
+            self.assertEqual(md5_challenges_only(data), data)
 
 
 class HostileTests(SipWebSocketTestCase):

@@ -22,7 +22,8 @@ from twisted.web.server import Request
 from wsproto.frame_protocol import CloseReason
 
 from unirtc.logging import get_logger
-from unirtc.sip.message import is_keepalive
+from unirtc.sip.digest import DigestParseError, parse_credentials
+from unirtc.sip.message import SipParseError, SipResponse, is_keepalive, parse
 from unirtc.sip.transport import IDLE_TIMEOUT, Hop, Transports
 
 log = get_logger("unirtc.sip.websocket")
@@ -44,6 +45,40 @@ def _is_loopback(host: str) -> bool:
 def _plain_host(host: str) -> str:
     host = host.strip("[]")
     return host[7:] if host.lower().startswith("::ffff:") and "." in host else host
+
+
+def md5_challenges_only(data: bytes) -> bytes:
+    """A 401/407 for a browser with only its MD5 challenges (when it has any).
+
+    Browser SIP stacks implement MD5 digest only, and read one challenge header: JsSIP the
+    last one it parsed, SIP.js the first.  The authenticator offers MD5 first and SHA-256 after
+    it (RFC 8760), so JsSIP would pick SHA-256 and give up; over a WebSocket, MD5 alone suits
+    both (and the digest travels inside TLS there).
+    """
+    if not data.startswith((b"SIP/2.0 401 ", b"SIP/2.0 407 ")):
+        return data
+    try:
+        response = parse(data)
+    except SipParseError:
+        return data
+    if not isinstance(response, SipResponse):
+        return data
+    name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+    challenges = response.headers.get_all(name)
+    md5 = []
+    for value in challenges:
+        try:
+            algorithm = parse_credentials(value).params.get("algorithm", "MD5")
+        except DigestParseError:
+            continue
+        if algorithm.upper() == "MD5":
+            md5.append(value)
+    if not md5 or len(md5) == len(challenges):
+        return data
+    response.headers.remove(name)
+    for value in md5:
+        response.headers.add(name, value)
+    return bytes(response)
 
 
 class FlowBindings:
@@ -169,6 +204,7 @@ class SipWebSocket:
         """One SIP message, one WebSocket message: text when it is UTF-8 (§4.1), else binary."""
         if not self.open or self.transport is None:
             return
+        data = md5_challenges_only(data)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

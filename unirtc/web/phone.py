@@ -1,0 +1,309 @@
+# -*- test-case-name: tests.protocol.test_phone -*-
+"""``/phone``: the built-in web phone (its page, script, JsSIP) and its login endpoint.
+
+The page (``unirtc/web/phone/``) logs in by POSTing ``{"user", "password"}`` as JSON to
+``/phone/session``; the account is checked against the directory like ``GET /turn`` (HTTPS only,
+the same per-address and per-account failure throttling, 429 with Retry-After), and the answer
+is the phone's configuration for that person: SIP identity and WebSocket URI, and TURN servers
+with fresh REST credentials from the issuer, expiring (no static TURN password is ever sent).
+Requiring ``application/json`` keeps other sites' forms out: a cross-site script cannot send
+that content type without a CORS preflight, which is never granted.
+
+JsSIP is served at ``/phone/jssip.js`` from ``[web] jssip``: a browser build as is, or the npm
+package folder, bundled by ``commonjs.py`` on first use (by default the checkout's
+``node_modules/jssip``, installed by ``make node-deps``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from twisted.python.failure import Failure
+from twisted.web.pages import notFound
+from twisted.web.resource import EncodingResourceWrapper, Resource
+from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Request
+from twisted.web.util import redirectTo
+
+from unirtc.config import Settings, normalize_origin
+from unirtc.logging import get_logger
+from unirtc.throttle import FailureThrottle, address_key
+from unirtc.turn.issuer import NoTurnSecret, issue
+from unirtc.web.commonjs import BundleError, bundle
+from unirtc.web.turn import MAX_IN_FLIGHT, account_of, account_throttle, address_throttle
+from unirtc.web.websocket import OriginPolicy
+from unirtc.xmpp.jid import JID
+
+log = get_logger("unirtc.web.phone")
+
+STATIC = Path(__file__).with_name("phone")
+CHECKOUT_JSSIP = Path(__file__).resolve().parents[2] / "node_modules" / "jssip"
+MAX_BODY = 4096
+PHONE_TTL = 43200  # TURN credentials for a phone page: half a day at most, refreshed before expiry
+PAGES = {
+    b"": ("index.html", "text/html; charset=utf-8"),
+    b"phone.js": ("phone.js", "text/javascript; charset=utf-8"),
+    b"phone.css": ("phone.css", "text/css; charset=utf-8"),
+}
+# The page's own files only; media from the microphone; WebSockets back to this origin.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; media-src 'self' blob: mediastream:; frame-ancestors 'none'; "
+       "base-uri 'none'; form-action 'self'")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _secure_headers(request: Request, content_type: str) -> None:
+    request.setHeader(b"content-type", content_type.encode("ascii"))
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    request.setHeader(b"referrer-policy", b"no-referrer")
+    request.setHeader(b"content-security-policy", CSP.encode("ascii"))
+
+
+def _json(request: Request, code: int, body: dict[str, Any]) -> bytes:
+    request.setResponseCode(code)
+    _secure_headers(request, "application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(body).encode("utf-8") + b"\n"
+
+
+def websocket_url(settings: Settings, request_host: str | None, secure: bool) -> str | None:
+    """The SIP WebSocket URI for a page loaded from ``request_host`` (the Host header): the same
+    host when it is an allowed Origin (the page's socket then passes the Origin check), else the
+    account domain and the listener's port.  None when SIP over WebSocket is off."""
+    from unirtc.sip.websocket import listener_address
+
+    if not settings.sip.websocket or not settings.web.listen:
+        return None
+    scheme = "wss" if secure else "ws"
+    if request_host:
+        origin = normalize_origin(f"{'https' if secure else 'http'}://{request_host}")
+        if origin is not None and OriginPolicy(settings.web.origins).allows(origin):
+            return f"{scheme}://{origin.split('://', 1)[1]}/{settings.sip.websocket}"
+    address = listener_address(settings.web.listen)
+    port = f":{address[1]}" if address is not None else ""
+    return f"{scheme}://{settings.server.domain}{port}/{settings.sip.websocket}"
+
+
+def phone_config(settings: Settings, account: JID, now: float, websocket: str | None) -> dict[str, Any]:
+    """What the page needs to be ``account``'s phone (see the module docstring)."""
+    assert account.local is not None
+    config: dict[str, Any] = {
+        "account": str(account),
+        "display_name": account.local,
+        "sip": {"uri": f"sip:{account.local}@{account.domain}", "authorization_user": account.local,
+                "websocket": websocket, "domain": account.domain},
+        "iceServers": [],
+        "turn": None,
+    }
+    try:
+        credentials = issue(settings.turn, str(account), now, min(PHONE_TTL, settings.turn.ttl))
+    except NoTurnSecret:
+        stun = [uri for uri in settings.turn.uris if uri.startswith(("stun:", "stuns:"))]
+        config["iceServers"] = [{"urls": stun}] if stun else []
+        return config
+    config["iceServers"] = credentials.ice_servers()
+    # Refresh at four fifths of the lifetime, so calls never start with expired credentials.
+    config["turn"] = {"ttl": credentials.ttl, "expires": credentials.expires,
+                      "refresh": max(30, credentials.ttl * 4 // 5)}
+    return config
+
+
+class PhoneSession(Resource):
+    """``POST /phone/session``: account and password in, the phone's configuration out."""
+
+    isLeaf = True
+
+    def __init__(self, settings: Settings, directory: Any, clock: Any,
+                 accounts: FailureThrottle | None = None, addresses: FailureThrottle | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.directory = directory
+        self.clock = clock
+        self.accounts = accounts if accounts is not None else account_throttle()
+        self.addresses = addresses if addresses is not None else address_throttle()
+        self._in_flight: Counter[str] = Counter()
+
+    def render(self, request: Request) -> bytes | int:
+        if request.method != b"POST":
+            request.setHeader(b"allow", b"POST")
+            return _json(request, 405, {"error": "log in with POST"})
+        return self.render_POST(request)
+
+    def _throttled(self, request: Request, seconds: float) -> bytes:
+        wait = max(1, math.ceil(seconds))
+        request.setHeader(b"retry-after", str(wait).encode("ascii"))
+        return _json(request, 429, {"error": f"too many failed attempts; retry in {wait} s"})
+
+    def render_POST(self, request: Request) -> bytes | int:
+        host = request.getClientAddress().host
+        if not request.isSecure() and not _is_loopback(host):
+            return _json(request, 403, {"error": "use HTTPS: passwords are not accepted in clear"})
+        content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+        if content_type != b"application/json":
+            return _json(request, 415, {"error": "send the login as application/json"})
+        address = address_key(host)
+        now = self.clock.seconds()
+        wait = self.addresses.retry_after(address, now)
+        if wait > 0 or self._in_flight[address] >= MAX_IN_FLIGHT:
+            return self._throttled(request, wait)
+        assert request.content is not None
+        body = request.content.read(MAX_BODY + 1)
+        try:
+            login = json.loads(body.decode("utf-8")) if len(body) <= MAX_BODY else None
+        except (UnicodeDecodeError, ValueError):
+            login = None
+        user = login.get("user") if isinstance(login, dict) else None
+        password = login.get("password") if isinstance(login, dict) else None
+        if not isinstance(user, str) or not isinstance(password, str) or not user or len(user) > 1023:
+            return _json(request, 400, {"error": 'expected {"user": ..., "password": ...} '
+                                                 f"in at most {MAX_BODY} bytes"})
+        account = account_of(user.strip(), self.settings.server.domain)
+        if account is None:
+            self._failed(address, None, host, "not an account of this server")
+            return _json(request, 401, {"error": "wrong account or password"})
+        wait = self.accounts.retry_after(str(account), now)
+        if wait > 0:
+            return self._throttled(request, wait)
+        self._check(request, account, password, address, host)
+        return NOT_DONE_YET
+
+    def _check(self, request: Request, account: JID, password: str, address: str, host: str) -> None:
+        gone: list[Failure] = []
+        request.notifyFinish().addErrback(gone.append)
+        self._in_flight[address] += 1
+
+        def send(body: bytes) -> None:
+            if not gone:
+                request.setHeader(b"content-length", str(len(body)).encode("ascii"))
+                request.write(body)
+                request.finish()
+
+        def checked(ok: bool) -> None:
+            if not ok:
+                self._failed(address, str(account), host, "wrong password or disabled account")
+                send(_json(request, 401, {"error": "wrong account or password"}))
+                return
+            self.accounts.reset(str(account))
+            host_header = request.getHeader(b"host")
+            url = websocket_url(self.settings, host_header.decode("latin-1") if host_header else None,
+                                request.isSecure())
+            config = phone_config(self.settings, account, self.clock.seconds(), url)
+            log.info("Web phone login for {account} from {host}", account=str(account), host=host)
+            send(_json(request, 200, config))
+
+        def failed(failure: Failure) -> None:
+            log.failure("Web phone login for {account}: the directory could not be read",
+                        failure, account=str(account))
+            send(_json(request, 503, {"error": "the account directory is unavailable"}))
+
+        def done(result: object) -> object:
+            self._in_flight[address] -= 1
+            if self._in_flight[address] <= 0:
+                del self._in_flight[address]
+            return result
+
+        d = self.directory.verify_password(account.local, account.domain, password)
+        d.addBoth(done).addCallback(checked).addErrback(failed)
+
+    def _failed(self, address: str, account: str | None, host: str, reason: str) -> None:
+        now = self.clock.seconds()
+        delays = [self.addresses.failure(address, now)]
+        if account is not None:
+            delays.append(self.accounts.failure(account, now))
+        log.info("Web phone: failed login for {account} from {host} ({reason})",
+                 account=account or "(none)", host=host, reason=reason)
+        if max(delays) > 0:
+            log.info("Web phone: further attempts from {host} refused for {delay:.0f} s",
+                     host=host, delay=max(delays))
+
+
+class JsSipScript(Resource):
+    """``/phone/jssip.js``: JsSIP for the browser, read or bundled once, revalidated by ETag."""
+
+    isLeaf = True
+
+    def __init__(self, source: Path | None) -> None:
+        super().__init__()
+        self.source = source if source is not None else CHECKOUT_JSSIP
+        self._script: bytes | None = None
+        self._etag = b""
+
+    def load(self) -> bytes:
+        """The script; BundleError (with what to install) when JsSIP is not there."""
+        if self._script is None:
+            if self.source.is_file():
+                try:
+                    script = self.source.read_bytes()
+                except OSError as e:
+                    raise BundleError(f"cannot read {self.source}: {e.strerror}") from None
+            else:
+                made = bundle(self.source.name, self.source.parent, "JsSIP")
+                if made.missing:
+                    log.info("JsSIP bundle: unresolved require() names {names}", names=", ".join(made.missing))
+                script = made.script.encode("utf-8")
+            self._script = script
+            self._etag = b'"' + hashlib.sha256(script).hexdigest()[:32].encode("ascii") + b'"'
+        return self._script
+
+    def render_GET(self, request: Request) -> bytes:
+        try:
+            script = self.load()
+        except BundleError as e:
+            log.warn("/phone/jssip.js: {problem}", problem=str(e))
+            request.setResponseCode(503)
+            _secure_headers(request, "text/javascript; charset=utf-8")
+            request.setHeader(b"cache-control", b"no-store")
+            return b"console.error('JsSIP is not installed on this server; see its log');\n"
+        _secure_headers(request, "text/javascript; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"etag", self._etag)
+        if request.getHeader(b"if-none-match") == self._etag:
+            request.setResponseCode(304)
+            return b""
+        return script
+
+
+class StaticFile(Resource):
+    """One of the page's own files, read at start (they are small and never change at run time)."""
+
+    isLeaf = True
+
+    def __init__(self, path: Path, content_type: str) -> None:
+        super().__init__()
+        self.body = path.read_bytes()
+        self.content_type = content_type
+
+    def render_GET(self, request: Request) -> bytes:
+        _secure_headers(request, self.content_type)
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"x-frame-options", b"DENY")
+        return self.body
+
+
+class PhoneResource(Resource):
+    """``/phone`` redirects to ``/phone/``, the page; its files, JsSIP and the login below it."""
+
+    def __init__(self, settings: Settings, directory: Any, clock: Any) -> None:
+        super().__init__()
+        for name, (filename, content_type) in PAGES.items():
+            self.putChild(name, StaticFile(STATIC / filename, content_type))
+        self.putChild(b"jssip.js", EncodingResourceWrapper(JsSipScript(settings.web.jssip), [GzipEncoderFactory()]))
+        self.session = PhoneSession(settings, directory, clock)
+        self.putChild(b"session", self.session)
+
+    def render_GET(self, request: Request) -> bytes:
+        return redirectTo(b"phone/", request)
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return notFound()

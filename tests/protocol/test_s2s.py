@@ -135,6 +135,14 @@ class ExternalTests(SynchronousTestCase):
         self.assertEqual(session.security.auth, "SASL EXTERNAL")
         self.assertTrue(session.security.verified)
 
+    def test_deliverRoutesToThePeerDomain(self) -> None:
+        """If a plugin delivers a reply to the incoming session, it goes out on our own link."""
+        net = Network()
+        _, session = secured(net)
+        session.deliver(net.message(to="bob@example.org/phone", body="reply"))
+        [attempt] = net.attempts
+        self.assertEqual(attempt.peer.header["to"], REMOTE)
+
     def test_emptyAuthzid(self) -> None:
         """If EXTERNAL carries '=' (no authzid), the stream's from domain is authenticated."""
         net = Network()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+from OpenSSL import SSL
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -22,11 +24,14 @@ from tests.protocol.s2s_helpers import (
     answer_header,
     features,
 )
+from tests.s2s_pki import TestCA, write_pair
 from unirtc.config import load_settings
 from unirtc.plugin import PluginContext
 from unirtc.xmpp.dialback import dialback_key
+from unirtc.tls import CertificateFiles
 from unirtc.xmpp.resolver import Target
 from unirtc.xmpp.router import Router
+from unirtc.xmpp.s2s import S2STLS, _select_alpn
 from unirtc.xmpp.s2s_links import LinkManager
 from unirtc.xmpp.s2s_service import make_s2s_services
 
@@ -394,3 +399,57 @@ class ServiceTests(SynchronousTestCase):
             make_s2s_services(settings, context, SimpleNamespace(files=None), router, set(), MemoryReactorClock())
         self.assertEqual(raised.exception.code, 1)
 
+
+
+class TLSTests(SynchronousTestCase):
+    """S2STLS over a real in-memory TLS handshake (two pyOpenSSL connections, no sockets)."""
+
+    def handshake(self, offer_alpn: bool) -> tuple[Any, Any]:
+        folder = Path(self.mktemp())
+        ca = TestCA()
+        ours = S2STLS(CertificateFiles(*write_pair(folder, "falcot", *_pair(ca, "falcot.com"))))
+        theirs = S2STLS(CertificateFiles(*write_pair(folder, "example", *_pair(ca, "example.org"))))
+        server = ours.server().serverConnectionForTLS(None)
+        server.set_accept_state()
+        client = theirs.client("falcot.com", direct_tls=offer_alpn).clientConnectionForTLS(None)
+        client.set_connect_state()
+        for _ in range(10):
+            for source, sink in ((client, server), (server, client)):
+                try:
+                    source.do_handshake()
+                except SSL.WantReadError:
+                    pass
+                try:
+                    sink.bio_write(source.bio_read(65536))
+                except SSL.WantReadError:
+                    pass
+        return server, client
+
+    def test_clientCertificateAndAlpn(self) -> None:
+        """
+        If a peer connects with its certificate and offers ALPN xmpp-server (as Prosody does even
+        on STARTTLS), the handshake completes, xmpp-server is selected, each side sees the other's
+        certificate, and the client sent SNI for the remote domain.
+        """
+        server, client = self.handshake(offer_alpn=True)
+        self.assertEqual(server.get_alpn_proto_negotiated(), b"xmpp-server")
+        self.assertEqual(server.get_servername(), b"falcot.com")
+        peer = server.get_peer_certificate(as_cryptography=True)
+        self.assertIn("example.org", str(peer.extensions))
+        self.assertIn("falcot.com", str(client.get_peer_certificate(as_cryptography=True).extensions))
+
+    def test_noAlpn(self) -> None:
+        """If the peer offers no ALPN, the handshake completes with no protocol negotiated."""
+        server, client = self.handshake(offer_alpn=False)
+        self.assertEqual(server.get_alpn_proto_negotiated(), b"")
+        self.assertIsNotNone(server.get_peer_certificate())
+
+    def test_alpnSelection(self) -> None:
+        """If a peer offers other protocols only, nothing is selected (not an empty protocol)."""
+        self.assertEqual(_select_alpn(None, [b"h2", b"xmpp-server"]), b"xmpp-server")
+        self.assertIs(_select_alpn(None, [b"h2"]), SSL.NO_OVERLAPPING_PROTOCOLS)
+
+
+def _pair(ca: Any, domain: str) -> tuple[Any, list[Any]]:
+    key, certificate = ca.issue(dns=(domain,))
+    return key, [certificate]

@@ -137,6 +137,13 @@ def _accept_any(connection: SSL.Connection, certificate: Any, errno: int, depth:
     return True
 
 
+def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes | object:
+    """Accept "xmpp-server" (XEP-0368), else negotiate nothing. Twisted's own callback answers
+    an empty protocol when nothing overlaps, which OpenSSL turns into an internal_error alert:
+    Prosody offers ALPN "xmpp-server" even on STARTTLS, and that broke every handshake."""
+    return ALPN_XMPP_SERVER if ALPN_XMPP_SERVER in offered else SSL.NO_OVERLAPPING_PROTOCOLS
+
+
 class S2STLS:
     """TLS for s2s in both roles, from the ``[tls]`` certificate (read when first needed, after
     the certificate service has made sure the files exist)."""
@@ -151,6 +158,7 @@ class S2STLS:
             # VERIFY_PEER makes a server ask for the client's certificate (SASL EXTERNAL needs
             # it) and a client check the server's; _accept_any keeps either from failing here.
             context.set_verify(SSL.VERIFY_PEER, _accept_any)
+            context.set_alpn_select_callback(_select_alpn)
             self._context = context
         return self._context
 

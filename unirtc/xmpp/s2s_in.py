@@ -69,8 +69,9 @@ class IncomingSession:
     # -- LocalSession --------------------------------------------------------------------------
 
     def deliver(self, element: domish.Element) -> None:
-        """Never called: replies to the peer go out on our own outgoing link to its domain."""
-        raise RuntimeError("stanzas for a remote domain are routed through route/remote")
+        """Answers to the peer travel on our own outgoing link to its domain (RFC 6120 §4.1:
+        a server stream carries stanzas one way), so they are routed like any other."""
+        self.router.route(element)
 
     def close(self, condition: str, text: str | None = None) -> None:
         self.stream.fail(condition, text)

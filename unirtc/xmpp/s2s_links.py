@@ -233,6 +233,8 @@ class OutgoingLink:
 class _LinkFactory(Factory):
     """Builds the stream of one attempt; its session reports to the link."""
 
+    noisy = False  # one line per attempt is logged by the link manager already
+
     def __init__(self, manager: LinkManager, link: OutgoingLink, target: Target) -> None:
         self.manager = manager
         self.link = link

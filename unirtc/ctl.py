@@ -26,6 +26,7 @@ from unirtc.directory.engine import make_engine
 from unirtc.dns import zone_records
 from unirtc.tls import CertificateFiles, check_certificate, is_warning
 from unirtc.turn.issuer import NoTurnSecret, issue
+from unirtc.web.readiness import browser_readiness
 from unirtc.xmpp.jid import JID, InvalidJID
 
 
@@ -186,6 +187,10 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     for problem in problems:
         failed = failed or not is_warning(problem)
         print(f"Certificate: {problem}")
+    print("\nBrowsers (web phone, SIP and XMPP over WebSocket):")
+    for finding in browser_readiness(settings, datetime.now(timezone.utc)):
+        failed = failed or finding.problem
+        print(f"  {finding.text}")
     print("\nDNS records to publish (zone-file syntax):")
     for record in zone_records(settings):
         print(f"  {record}")

@@ -35,7 +35,15 @@ from unirtc.xmpp.events import notify
 from unirtc.xmpp.jid import JID, InvalidJID, normalize_domain
 from unirtc.xmpp.parser import StreamOpened
 from unirtc.xmpp.peer_identity import PeerCheck
-from unirtc.xmpp.s2s import NS_SASL, NS_TLS, Federation, LinkEvent, LinkSecurity, peer_certificates
+from unirtc.xmpp.s2s import (
+    NS_SASL,
+    NS_TLS,
+    Federation,
+    LinkEvent,
+    LinkSecurity,
+    no_delay,
+    peer_certificates,
+)
 from unirtc.xmpp.stanzas import NS_CLIENT, STANZA_KINDS
 from unirtc.xmpp.stream import XmppStream
 
@@ -65,6 +73,7 @@ class IncomingSession:
         self._checks: dict[str, PeerCheck] = {}
         self._pending: set[str] = set()
         self._timeout = federation.clock.callLater(federation.negotiation_timeout, self._timed_out)
+        no_delay(stream)
 
     # -- LocalSession --------------------------------------------------------------------------
 

@@ -31,7 +31,15 @@ from unirtc.xmpp.dialback import NS_DIALBACK, NS_DIALBACK_FEATURE, Dialback, Dia
 from unirtc.xmpp.errors import NS_STREAMS, StreamError
 from unirtc.xmpp.parser import StreamOpened
 from unirtc.xmpp.resolver import Target
-from unirtc.xmpp.s2s import NS_SASL, NS_TLS, Federation, LinkSecurity, peer_certificates, write_initial_header
+from unirtc.xmpp.s2s import (
+    NS_SASL,
+    NS_TLS,
+    Federation,
+    LinkSecurity,
+    no_delay,
+    peer_certificates,
+    write_initial_header,
+)
 from unirtc.xmpp.stream import XmppStream
 
 log = get_logger("unirtc.xmpp.s2s")
@@ -73,6 +81,7 @@ class OutgoingSession:
         self._dialback_offered = False
         self._checked = False
         write_initial_header(stream, link.local, link.remote)
+        no_delay(stream)
 
     @property
     def name(self) -> str:

@@ -392,12 +392,14 @@ class OccupantIqTests(SynchronousTestCase):
     def test_selfPing(self) -> None:
         """
         If an occupant pings its own occupant JID (XEP-0410), the room answers; a non-occupant
-        gets not-acceptable.
+        gets not-acceptable for a ping and bad-request for any other query (XEP-0045 §6.6).
         """
         (pong,) = self.muc.iq(ROLAND, "<ping xmlns='urn:xmpp:ping'/>", to=f"{ROOM}/Roland")
         self.assertEqual((pong["type"], pong["to"], pong["from"]), ("result", ROLAND, f"{ROOM}/Roland"))
         (error,) = self.muc.iq(ANN, "<ping xmlns='urn:xmpp:ping'/>", to=f"{ROOM}/Roland")
         self.assertEqual(condition(error), "not-acceptable")
+        (error,) = self.muc.iq(ANN, "<query xmlns='http://jabber.org/protocol/disco#info'/>", to=f"{ROOM}/Roland")
+        self.assertEqual(condition(error), "bad-request")
 
     def test_iqForwardedAndAnswered(self) -> None:
         """

@@ -18,8 +18,9 @@ from unirtc.muc.forms import (
     DataForm, Field, FormError, apply_config, boolean, config_form, roominfo_form, single,
 )
 from unirtc.muc.model import (
-    NS_ADMIN, NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_OWNER, NS_PING, NS_REQUEST, NS_SELF_PING, NS_SID,
-    NS_STABLE_ID, NS_USER, Affiliation, Occupant, Role, RoomConfig, default_role, prepare_nick,
+    NS_ADMIN, NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_OWNER, NS_PING, NS_REQUEST,
+    NS_SELF_PING, NS_SID, NS_STABLE_ID, NS_USER, Affiliation, Occupant, Role, RoomConfig,
+    default_role, prepare_nick,
 )
 from unirtc.muc.stanzas import stanza, status_message, text_of
 from unirtc.xmpp.jid import JID, InvalidJID
@@ -121,7 +122,8 @@ def _admin_get(room: Room, element: domish.Element, query: domish.Element, sende
             for occupant in room.occupants.values():
                 if occupant.role == wanted_role:
                     result.addChild(_admin_item(
-                        nick=occupant.nick.text, role=occupant.role.wire, affiliation=occupant.affiliation.wire,
+                        nick=occupant.nick.text, role=occupant.role.wire,
+                        affiliation=occupant.affiliation.wire,
                         jid=occupant.primary.full if room.sees_jids(asker) else None))
         else:
             raise StanzaError("bad-request", text="an item names a role or an affiliation")
@@ -179,7 +181,8 @@ def _admin_set(room: Room, element: domish.Element, query: domish.Element, sende
                 elif nick is not None and (found := room.occupants.get(prepare_nick(nick).key)) is not None:
                     subject = found.bare
                 else:
-                    raise StanzaError("bad-request", text="an affiliation change names a jid or a present nick")
+                    raise StanzaError("bad-request",
+                                      text="an affiliation change names a jid or a present nick")
                 _check_affiliation(actor_affiliation, room.affiliation_of(subject), wanted)
                 affiliations.append((subject, wanted, reason))
             else:
@@ -227,7 +230,8 @@ def set_affiliation(room: Room, subject: JID, affiliation: Affiliation, actor: s
     room.changed = True
     out: Out = []
     for occupant in list(room.occupants.values()):
-        if occupant.bare != subject and not (subject.local is None and occupant.bare.domain == subject.domain):
+        by_domain = subject.local is None and occupant.bare.domain == subject.domain
+        if occupant.bare != subject and not by_domain:
             continue
         effective = room.affiliation_of(occupant.bare)
         occupant.affiliation = effective

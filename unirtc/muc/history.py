@@ -55,7 +55,8 @@ class HistoryRequest:
                 try:
                     values[name] = parse_stamp(text)
                 except ValueError:
-                    raise HistoryRequestError(f"history since={text[:40]!r} is not a XEP-0082 DateTime") from None
+                    raise HistoryRequestError(
+                        f"history since={text[:40]!r} is not a XEP-0082 DateTime") from None
             else:
                 if not (text.isascii() and text.isdigit()) or len(text) > 12:
                     raise HistoryRequestError(f"history {name}={text[:40]!r} is not a non-negative integer")

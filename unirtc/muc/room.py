@@ -135,7 +135,8 @@ class Room:
         if existing is not None:  # another client of the same account joins the same occupant
             existing.update(sender, children)
             self.sessions[sender] = existing
-            return self.broadcast(existing, exclude=sender) + self._welcome(existing, sender, request, now, codes)
+            welcome = self._welcome(existing, sender, request, now, codes)
+            return self.broadcast(existing, exclude=sender) + welcome
         occupant = Occupant(nick, sender.bare, default_role(affiliation, self.config.moderated), affiliation,
                             TokenBucket(self.options.message_rate, self.options.message_burst))
         occupant.update(sender, children)
@@ -149,7 +150,8 @@ class Room:
                  codes: set[int] | tuple[int, ...]) -> Out:
         """XEP-0045 §7.2.3 order: the others' presence, self-presence, history, then subject."""
         to = session.full
-        out = [self.presence_of(other, occupant, to) for other in self.occupants.values() if other is not occupant]
+        out = [self.presence_of(other, occupant, to)
+               for other in self.occupants.values() if other is not occupant]
         own = set(codes) | {110}
         if self.config.non_anonymous:
             own.add(100)
@@ -185,7 +187,8 @@ class Room:
         for viewer in list(self.occupants.values()):
             for session in viewer.sessions:
                 if session != exclude:
-                    out.append(self.presence_of(occupant, viewer, session.full, **kwargs))  # type: ignore[arg-type]
+                    out.append(self.presence_of(
+                        occupant, viewer, session.full, **kwargs))  # type: ignore[arg-type]
         return out
 
     def _change_nick(self, occupant: Occupant, sender: JID, wanted: Nick,
@@ -263,7 +266,8 @@ class Room:
         form = next(element.elements(NS_DATA, "x"), None)
         if form is not None:
             return admin.voice_request(self, form, sender, now)
-        raise StanzaError("bad-request", text="send groupchat messages, invitations, declines or voice requests")
+        raise StanzaError("bad-request",
+                          text="send groupchat messages, invitations, declines or voice requests")
 
     def _speaker(self, sender: JID, now: float) -> Occupant:
         occupant = self.sessions.get(sender)
@@ -292,7 +296,8 @@ class Room:
                            id=element.getAttribute("id"))
         if body is not None:
             self.history.add(reflected, now)
-        return [clone(reflected, to=session.full) for viewer in self.occupants.values() for session in viewer.sessions]
+        return [clone(reflected, to=session.full)
+                for viewer in self.occupants.values() for session in viewer.sessions]
 
     def _private(self, element: domish.Element, sender: JID, nick: str, now: float) -> Out:
         """XEP-0045 §7.5: to every client of the addressee, marked with an empty muc#user x."""
@@ -344,7 +349,8 @@ class Room:
                 children.append(domish.Element((NS_USER, "password")))
                 children[-1].addContent(self.config.password)
             body = domish.Element((NS_CLIENT, "body"))
-            body.addContent(f"{sender.bare.full} invites you to the room {self.name}" + (f": {reason}" if reason else ""))
+            text = f"{sender.bare.full} invites you to the room {self.name}"
+            body.addContent(f"{text}: {reason}" if reason else text)
             message = stanza("message", self.name, invitee.full, [user_x(children)])
             message.addChild(body)
             out.append(message)
@@ -375,12 +381,15 @@ class Room:
             return self._iq_to_occupant(element, payload, sender, nick)
         return admin.room_iq(self, element, payload, sender, now)
 
-    def _iq_to_occupant(self, element: domish.Element, payload: domish.Element, sender: JID, nick: str) -> Out:
+    def _iq_to_occupant(self, element: domish.Element, payload: domish.Element, sender: JID,
+                        nick: str) -> Out:
         """XEP-0410 self-ping is answered here; other IQs go to the occupant's client, with
         our own id so the answer can find its way back without revealing the asker's JID."""
         occupant = self.sessions.get(sender)
         if occupant is None:
-            raise StanzaError("not-acceptable", text="you are not in this room")
+            if payload.uri == NS_PING:  # XEP-0410 §3.2: "you are not joined"
+                raise StanzaError("not-acceptable", text="you are not in this room")
+            raise StanzaError("bad-request", text="only occupants may query occupants")  # XEP-0045 §6.6
         target = self.occupants.get(prepare_nick(nick).key)
         if target is None:
             raise StanzaError("item-not-found", text="nobody has that nickname here")

@@ -111,7 +111,9 @@ class MucService:
                 raise StanzaError("service-unavailable")
             return []
         payload = first_child(element)
-        if kind == "get" and payload is not None and payload.name == "query" and not payload.getAttribute("node"):
+        plain_query = payload is not None and payload.name == "query" and not payload.getAttribute("node")
+        if kind == "get" and plain_query:
+            assert payload is not None
             if payload.uri == NS_DISCO_INFO:
                 return [iq_result(element, self._info())]
             if payload.uri == NS_DISCO_ITEMS:

@@ -288,7 +288,8 @@ class VoiceRequestTests(SynchronousTestCase):
     def test_refusedAndMalformedRequests(self) -> None:
         """
         If a participant (not a visitor) approves, it is forbidden; a request with another
-        FORM_TYPE is bad-request; a participant asking for voice it has reaches nobody.
+        FORM_TYPE, or an approval naming two nicks, is bad-request; a participant asking for
+        voice it has reaches nobody.
         """
         (request,) = self.muc.send(f"<message from='{ROLAND}' to='{ROOM}'>{self.REQUEST}</message>")
         allow = self.REQUEST.replace("muc#role'><value>participant", "muc#request_allow'><value>1")
@@ -298,3 +299,6 @@ class VoiceRequestTests(SynchronousTestCase):
         self.assertEqual(condition(self.muc.send(f"<message from='{ROLAND}' to='{ROOM}'>{other}</message>")[0]),
                          "bad-request")
         self.assertEqual(self.muc.send(f"<message from='{JOE}' to='{ROOM}'>{self.REQUEST}</message>"), [])
+        twice = allow.replace("</x>", "<field var='muc#roomnick'><value>a</value><value>b</value></field></x>")
+        self.assertEqual(condition(self.muc.send(f"<message from='{JOE}' to='{ROOM}'>{twice}</message>")[0]),
+                         "bad-request")

@@ -226,11 +226,14 @@ class PresenceTests(SynchronousTestCase):
     def test_rejoinResendsState(self) -> None:
         """
         If an occupant's client sends the join presence again (it lost track), it gets the
-        occupant list, its self-presence and the subject again, and nobody else hears of it.
+        occupant list, its self-presence and the subject again, and nobody else hears of it; a
+        malformed history request on a rejoin is bad-request.
         """
         out = self.muc.join(ROLAND, "Roland")
         self.assertEqual(to(out, JOE), [])
         self.assertEqual([e.name for e in to(out, ROLAND)], ["presence", "presence", "message"])
+        (error,) = self.muc.join(ROLAND, "Roland", x="<history seconds='soon'/>")
+        self.assertEqual(condition(error), "bad-request")
 
     def test_errorFromGhostRemovesIt(self) -> None:
         """

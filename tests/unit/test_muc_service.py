@@ -246,7 +246,7 @@ _attrs = st.dictionaries(st.sampled_from(["nick", "role", "affiliation", "jid", 
                          max_size=3)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(_names, _types, st.sampled_from(["", "/Joe", "/Roland", "/"]), _children, _grandchildren, _attrs)
 def test_handleNeverRaisesAndRoomSurvives(name, kind, nick, children, grandchildren, attrs) -> None:
     """
@@ -271,3 +271,41 @@ def test_handleNeverRaisesAndRoomSurvives(name, kind, nick, children, grandchild
     sent = muc.service.handle(xml(f"<message type='groupchat' from='{JOE}' to='{ROOM}'><body>ok</body></message>"),
                               muc.now)
     assert len(sent) >= 1 and all(e.getAttribute("type") != "error" for e in sent)
+
+
+_kinds = st.sampled_from([("http://jabber.org/protocol/muc#admin", "query", "item"),
+                          ("http://jabber.org/protocol/muc#owner", "query", "destroy"),
+                          ("http://jabber.org/protocol/muc#owner", "query", "x"),
+                          ("http://jabber.org/protocol/muc", "x", "history"),
+                          (NS_USER, "x", "invite"), (NS_USER, "x", "decline"),
+                          ("jabber:x:data", "x", "field")])
+
+
+@settings(max_examples=120, deadline=None)
+@given(_names, _types, _kinds, st.dictionaries(st.sampled_from(["nick", "role", "affiliation", "jid", "to",
+                                                                "type", "var", "maxchars", "since", "seconds"]),
+                                               st.text(max_size=12), max_size=4),
+       st.text(max_size=20), st.booleans())
+def test_ownerStanzasWithAnyTextNeverRaise(name, kind, shape, attrs, text, to_occupant) -> None:
+    """
+    Whatever text an owner's MUC payload carries in its attributes and content, the service
+    answers with stanzas and raises nothing.
+    """
+    muc = Muc()
+    muc.instant_room(JOE, "Joe")
+    muc.join(ROLAND, "Roland")
+    uri, outer, inner = shape
+    element = domish.Element(("jabber:client", name))
+    element["from"], element["to"], element["id"] = JOE, f"{ROOM}/Roland" if to_occupant else ROOM, "h"
+    if kind:
+        element["type"] = kind
+    child = element.addElement((uri, outer)).addElement(inner)
+    if inner == "x":
+        child["type"] = attrs.get("type", "submit")
+        child = child.addElement("field")
+    for key, value in attrs.items():
+        child[key] = value
+    child.addElement("value", content=text)
+    child.addElement("reason", content=text)
+    out = muc.service.handle(element, muc.now)
+    assert all(isinstance(e, domish.Element) for e in out)

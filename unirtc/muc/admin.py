@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.unit.test_muc_admin -*-
 """IQs to a room's bare JID: disco (XEP-0045 §6.4), moderation with muc#admin (roles §8,
-affiliations §9) and ownership with muc#owner (configuration §10.2, destruction §10.9).
+affiliations §9) and ownership with muc#owner (configuration §10.2, destruction §10.9); and
+voice requests (§7.13), which moderators answer with a form (§8.6).
 
 A ``set`` is checked item by item before anything changes, so a list that is partly refused
 changes nothing. Who may do what follows XEP-0045's tables: moderators change roles but not
@@ -274,9 +275,10 @@ def voice_request(room: Room, x: domish.Element, sender: JID, now: float) -> Out
         raise StanzaError("forbidden", text="only moderators grant voice")
     try:
         allowed = boolean("muc#request_allow", form.values("muc#request_allow") or [])
+        nick = single("muc#roomnick", form.values("muc#roomnick") or [])
     except FormError as e:
         raise StanzaError("bad-request", text=str(e)) from None
-    target = room.occupants.get(prepare_nick(single("muc#roomnick", form.values("muc#roomnick") or [])).key)
+    target = room.occupants.get(prepare_nick(nick).key)
     if not allowed or target is None or target.role != Role.VISITOR:
         return []
     return _set_role(room, target, Role.PARTICIPANT, occupant.nick.text, None)

@@ -29,7 +29,8 @@ from unirtc.xmpp.stanzas import NS_CLIENT, NS_STANZAS, StanzaError, first_child,
 
 Out = list[domish.Element]
 
-#: Errors from an occupant's address that mean nobody is there any more (XEP-0045 §7.13 "ghosts").
+#: Errors from an occupant's address meaning nobody is there any more: the occupant is a ghost,
+#: removed with status 333 as XEP-0045 (1.32+) and XEP-0410 describe.
 GHOST_CONDITIONS = frozenset({"gone", "item-not-found", "recipient-unavailable", "redirect",
                               "remote-server-not-found", "remote-server-timeout",
                               "service-unavailable"})
@@ -101,16 +102,18 @@ class Room:
         occupant = self.sessions.get(sender)
         children = reflectable(element, self.name)
         if occupant is None:
-            return self._enter(element, sender, nick or "", wanted, join, children, now)
+            return self._enter(sender, nick or "", wanted, join, children, now)
         if wanted.key == occupant.nick.key and wanted.text == occupant.nick.text:
-            occupant.update(sender, children)
             if join is not None:  # the client lost track of the room: give it everything again
-                return self._welcome(occupant, sender, HistoryRequest.parse(join), now, codes=())
+                request = _history_request(join)
+                occupant.update(sender, children)
+                return self._welcome(occupant, sender, request, now, codes=())
+            occupant.update(sender, children)
             return self.broadcast(occupant)
         return self._change_nick(occupant, sender, wanted, children)
 
-    def _enter(self, element: domish.Element, sender: JID, raw: str, nick: Nick,
-               join: domish.Element | None, children: list[domish.Element], now: float) -> Out:
+    def _enter(self, sender: JID, raw: str, nick: Nick, join: domish.Element | None,
+               children: list[domish.Element], now: float) -> Out:
         affiliation = self.affiliation_of(sender)
         if affiliation == Affiliation.OUTCAST:
             raise StanzaError("forbidden", text="you are banned from this room")
@@ -127,10 +130,7 @@ class Room:
             raise StanzaError("conflict", text="that nickname is in use")
         if existing is None and len(self.occupants) >= self.max_users and affiliation < Affiliation.ADMIN:
             raise StanzaError("service-unavailable", text="the room is full")
-        try:
-            request = HistoryRequest.parse(join)
-        except HistoryRequestError as e:
-            raise StanzaError("bad-request", text=str(e)) from None
+        request = _history_request(join)
         codes = {210} if nick.text != raw else set()
         if existing is not None:  # another client of the same account joins the same occupant
             existing.update(sender, children)
@@ -414,3 +414,10 @@ class Room:
         frm = self.occupant_jid(target) if target else self.name
         return [stanza("iq", frm, asker.full, list(element.elements()), type=stanza_type(element),
                        id=original_id)]
+
+
+def _history_request(join: domish.Element | None) -> HistoryRequest:
+    try:
+        return HistoryRequest.parse(join)
+    except HistoryRequestError as e:
+        raise StanzaError("bad-request", text=str(e)) from None

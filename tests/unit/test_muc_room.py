@@ -167,13 +167,17 @@ class EnterTests(SynchronousTestCase):
     def test_multipleClientsShareOneOccupant(self) -> None:
         """
         If a second client of the same account enters with the same nick, it joins the same
-        occupant (no conflict); the occupant leaves only when both clients have left.
+        occupant (no conflict); when one client leaves it alone gets unavailable and the others
+        see the remaining client; the occupant leaves only when both clients have left.
         """
         self.muc.join(ROLAND, "Roland")
         out = self.muc.join("roland@falcot.com/phone", "Roland")
         self.assertIn(110, codes(to(out, "roland@falcot.com/phone")[-2]))
         out = self.muc.leave(ROLAND, "Roland")
         self.assertNotIn("unavailable", [e.getAttribute("type") for e in to(out, JOE)])
+        (own,) = to(out, ROLAND)
+        self.assertEqual((own["type"], muc_item(own)["jid"]), ("unavailable", ROLAND))
+        self.assertEqual(muc_item(to(out, JOE)[0])["jid"], "roland@falcot.com/phone")
         out = self.muc.leave("roland@falcot.com/phone", "Roland")
         self.assertEqual([e.getAttribute("type") for e in to(out, JOE)], ["unavailable"])
 

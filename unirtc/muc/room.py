@@ -209,8 +209,7 @@ class Room:
     def leave(self, occupant: Occupant, session: JID, status: list[domish.Element] | None = None,
               codes: set[int] | None = None) -> Out:
         """One session leaves; the occupant goes when its last session does (XEP-0045 §7.14)."""
-        if status is not None:
-            occupant.sessions[session] = status
+        occupant.update(session, status if status is not None else occupant.sessions[session])
         out = [self.presence_of(occupant, occupant, session.full, codes=codes, unavailable=True)]
         # the leaving session's entry must go before others see the occupant's remaining state
         self.sessions.pop(session, None)

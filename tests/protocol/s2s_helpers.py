@@ -10,11 +10,13 @@ from typing import Any
 from cryptography import x509
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.names.error import DNSNameError
+from twisted.python.failure import Failure
 from twisted.words.xish import domish
 from zope.interface import directlyProvides
 
@@ -133,9 +135,6 @@ class Peer:
 
     def lose(self) -> None:
         """The TCP connection goes away."""
-        from twisted.internet.error import ConnectionDone
-        from twisted.python.failure import Failure
-
         self.stream.connectionLost(Failure(ConnectionDone()))
 
 
@@ -219,9 +218,9 @@ class LocalUser:
 
 
 class FakeDNS:
-    def lookupService(self, name: str) -> Deferred[Any]:
-        from twisted.names.error import DNSNameError
+    """No SRV records anywhere (NXDOMAIN)."""
 
+    def lookupService(self, name: str) -> Deferred[Any]:
         return fail(DNSNameError(name))
 
 

@@ -8,8 +8,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from OpenSSL import SSL
+from twisted.internet.defer import succeed
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.names import dns
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.protocol.s2s_helpers import (
@@ -45,8 +47,6 @@ class LogCapture:
         test.addCleanup(globalLogPublisher.removeObserver, self.observe)
 
     def observe(self, event: dict) -> None:
-        from twisted.logger import formatEvent
-
         if str(event.get("log_namespace", "")).startswith("unirtc.xmpp.s2s"):
             self.lines.append((event["log_level"], formatEvent(event)))
 
@@ -249,8 +249,7 @@ class FailureTests(SynchronousTestCase):
         """If the first SRV target refuses, the next one is tried."""
         net = Network(routes={})
         first, second = Target("a.example.org", 5269), Target("b.example.org", 5269)
-        net.manager.resolver.resolve = lambda domain: __import__("twisted.internet.defer", fromlist=["x"]) \
-            .succeed([first, second])
+        net.manager.resolver.resolve = lambda domain: succeed([first, second])
         net.refuse.append(first)
         route(net, "one")
         self.assertEqual([a.target for a in net.attempts], [second])
@@ -276,10 +275,8 @@ class FailureTests(SynchronousTestCase):
 
     def test_resolutionFailure(self) -> None:
         """If the domain says it has no XMPP service (SRV '.'), the stanza bounces at once."""
-        from twisted.names import dns
-
         net = Network(routes={})
-        net.dns.lookupService = lambda name: __import__("twisted.internet.defer", fromlist=["x"]).succeed(
+        net.dns.lookupService = lambda name: succeed(
             ([dns.RRHeader(name, dns.SRV, payload=dns.Record_SRV(0, 0, 0, ""))], [], []))
         route(net, "one")
         self.assertEqual(bounced(net), [("remote-server-not-found", "bob@example.org")])

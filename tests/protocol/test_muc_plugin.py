@@ -246,3 +246,16 @@ class MucPluginTests(SynchronousTestCase):
         self.addCleanup(strict.stop)
         joe = strict.online("joe")
         self.assertEqual(join(joe, "Joe")[0].error.firstChildElement().name, "not-allowed")
+
+    def test_storageFailureIsLoggedAndRoomWorks(self) -> None:
+        """
+        If storing a persistent room fails, the failure is logged and the room keeps serving.
+        """
+        from unirtc.storage import StorageError
+
+        self.server.component.store.kv.set = lambda *args: fail(StorageError("disk full"))
+        joe = self.server.online("joe")
+        create(joe, "Joe", "<field var='muc#roomconfig_persistentroom'><value>1</value></field>")
+        self.assertEqual(len(self.flushLoggedErrors(StorageError)), 1)
+        joe.send(f"<message type='groupchat' to='{ROOM}'><body>still here</body></message>")
+        self.assertEqual(str(joe.last().body), "still here")

@@ -44,20 +44,14 @@ class RoomStore:
     def __init__(self, kv: KeyValue, domain: str) -> None:
         self.kv = kv
         self.domain = domain
-        self.pending = 0
 
     def load(self) -> Deferred[dict[str, Any]]:
         return self.kv.items(self.domain)
 
     def write(self, changes: dict[str, dict[str, Any] | None]) -> None:
         for name, document in changes.items():
-            self.pending += 1
             d = maybeDeferred(self.kv.set, self.domain, name, document)
             d.addErrback(lambda f, name=name: log.failure("Could not store room {room}", f, room=name))
-            d.addBoth(self._written)
-
-    def _written(self, _: object) -> None:
-        self.pending -= 1
 
 
 class MucComponent:

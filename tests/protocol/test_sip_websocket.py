@@ -14,6 +14,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from wsproto.events import Pong
 from zope.interface import directlyProvides
 
 from tests.protocol.websocket_helpers import WsClient
@@ -27,7 +28,8 @@ from unirtc.sip.message import SipRequest, SipResponse, make_response, parse
 from unirtc.sip.proxy import Proxy
 from unirtc.sip.registrar import Registrar
 from unirtc.sip.service import SipCore
-from unirtc.sip.transport import IDLE_TIMEOUT, SipDatagramProtocol, Transports
+from unirtc.sip.transport import SipDatagramProtocol, Transports
+from unirtc.sip.websocket import KEEPALIVE_INTERVAL
 from unirtc.web.site import make_site
 
 PROXY_UDP = ("192.0.2.1", 5060)
@@ -385,16 +387,33 @@ class HostileTests(SipWebSocketTestCase):
         browser.send("\r\n\r\n")
         self.assertEqual(browser.ws.take(), ["\r\n"])
 
-    def test_idleConnectionIsClosed(self) -> None:
+    def test_quietPeerIsPingedAndADeadOneClosed(self) -> None:
         """
-        If a WebSocket stays silent for the idle timeout, the server closes it (1001); traffic
-        postpones that.
+        If a WebSocket is quiet for the keepalive interval, the server pings it; a peer that
+        answers the pings stays connected however long it says nothing else; one that answers
+        nothing is closed (1001) once DEAD_AFTER has passed, and its flow leaves the table.
+        """
+        live, dead = self.browser(), self.browser(transport=WssTransport(port=50009))
+        self.clock.advance(KEEPALIVE_INTERVAL)
+        self.assertEqual((live.ws.messages(), live.ws.pings), ([], [b""]))
+        for _ in range(10):
+            live.ws.send_raw(live.ws.ws.send(Pong(b"")))
+            self.clock.advance(KEEPALIVE_INTERVAL)
+        live.ws.messages()
+        dead.ws.messages()
+        self.assertIsNone(live.ws.closed_with)
+        self.assertEqual(dead.ws.closed_with.code, 1001)
+        self.assertGreaterEqual(len(dead.ws.pings), 2)
+        dead.ws.lose()
+        self.assertEqual(len([t for t in self.core.transports.flows if t.startswith("wss-")]), 1)
+
+    def test_trafficPostponesThePing(self) -> None:
+        """
+        If the peer sent something within the interval, no ping goes out at that tick.
         """
         browser = self.browser()
-        self.clock.advance(IDLE_TIMEOUT - 10)
+        self.clock.advance(KEEPALIVE_INTERVAL - 10)
         browser.send("\r\n\r\n")
-        self.clock.advance(20)
-        self.assertIsNone(browser.ws.closed_with)
-        self.clock.advance(IDLE_TIMEOUT)
+        self.clock.advance(10)
         browser.ws.messages()
-        self.assertEqual(browser.ws.closed_with.code, 1001)
+        self.assertEqual(browser.ws.pings, [])

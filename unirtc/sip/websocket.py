@@ -8,7 +8,8 @@ stores the token with the binding, so a call to the browser's ``.invalid`` Conta
 over the connection it registered on (§5), and the proxy's Record-Route carries the token.
 Via ``WS``/``WSS`` and the transport names feed the proxy's double Record-Route when a dialog
 crosses from a WebSocket to UDP/TCP/TLS.  When the connection ends, the bindings registered
-over it end too: a browser tab that closed cannot be called.
+over it end too: a browser tab that closed cannot be called.  Quiet connections are pinged, so
+NATs and proxies keep them, and closed when pings go unanswered (a laptop that went to sleep).
 """
 
 from __future__ import annotations
@@ -24,13 +25,19 @@ from wsproto.frame_protocol import CloseReason
 from unirtc.logging import get_logger
 from unirtc.sip.digest import DigestParseError, parse_credentials
 from unirtc.sip.message import SipParseError, SipResponse, is_keepalive, parse
-from unirtc.sip.transport import IDLE_TIMEOUT, Hop, Transports
+from unirtc.sip.transport import Hop, Transports
 
 log = get_logger("unirtc.sip.websocket")
 
 SUBPROTOCOL = "sip"
 MAX_MESSAGE = 65535  # the SIP parser's own bound (message.MAX_MESSAGE)
 POLICY_VIOLATION = 1008  # RFC 6455 §7.4.1
+# A WebSocket ping after this long without traffic keeps NATs and reverse proxies (nginx closes
+# after 60 s by default) from dropping a quiet phone; browsers answer pings by themselves.
+KEEPALIVE_INTERVAL = 45.0
+# A peer silent this long has not answered two pings: the tab or its network is gone, and its
+# bindings with it.
+DEAD_AFTER = 3 * KEEPALIVE_INTERVAL
 
 AOR = tuple[str, str]
 
@@ -141,7 +148,8 @@ class SipWebSocket:
         self.token = ""
         self.peer: tuple[str, int] = ("", 0)
         self.open = False
-        self._idle: Any = None
+        self._timer: Any = None
+        self._heard = 0.0  # clock time of the last message or pong
 
     # -- WebSocketProtocol -------------------------------------------------------------------
 
@@ -160,7 +168,8 @@ class SipWebSocket:
         self.token = f"{self.transport_name.lower()}-{secrets.token_hex(8)}"
         self.open = True
         self.transports.opened(self)  # type: ignore[arg-type]
-        self._idle = self.transports.clock.callLater(IDLE_TIMEOUT, self._timed_out)
+        self._heard = self.transports.clock.seconds()
+        self._timer = self.transports.clock.callLater(KEEPALIVE_INTERVAL, self._keepalive)
         log.debug("SIP WebSocket {token} from {host} port {port}", token=self.token,
                   host=self.peer[0], port=self.peer[1])
 
@@ -171,12 +180,12 @@ class SipWebSocket:
         self._received(data)  # §4.2: binary frames carry SIP too (UTF-8 is not required there)
 
     def pongReceived(self, payload: bytes) -> None:
-        pass
+        self._heard = self.transports.clock.seconds()
 
     def connectionLost(self, reason: Any = None) -> None:
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
         if not self.open:
             return
         self.open = False
@@ -190,8 +199,7 @@ class SipWebSocket:
     def _received(self, data: bytes) -> None:
         if not self.open:
             return
-        if self._idle is not None and self._idle.active():
-            self._idle.reset(IDLE_TIMEOUT)
+        self._heard = self.transports.clock.seconds()
         if is_keepalive(data):
             self.send(b"\r\n")  # RFC 5626 §4.4.1's pong, for clients that ping the SIP way
             return
@@ -212,10 +220,19 @@ class SipWebSocket:
         else:
             self.transport.sendTextMessage(text)
 
-    def _timed_out(self) -> None:
-        self._idle = None
-        if self.open:
-            self.transport.loseConnection(CloseReason.GOING_AWAY, "idle")
+    def _keepalive(self) -> None:
+        """Every KEEPALIVE_INTERVAL: ping a quiet peer, close one that stopped answering."""
+        self._timer = None
+        if not self.open:
+            return
+        quiet = self.transports.clock.seconds() - self._heard
+        if quiet >= DEAD_AFTER:
+            log.debug("SIP WebSocket {token}: no answer for {quiet:.0f} s, closing", token=self.token, quiet=quiet)
+            self.transport.loseConnection(CloseReason.GOING_AWAY, "no answer to pings")
+            return
+        if quiet >= KEEPALIVE_INTERVAL - 1:
+            self.transport.ping(b"")
+        self._timer = self.transports.clock.callLater(KEEPALIVE_INTERVAL, self._keepalive)
 
     def messageTooBig(self) -> None:
         """The wire's bound was passed: one oversized SIP message ends the connection (1009)."""

@@ -27,6 +27,7 @@ from OpenSSL import SSL
 from service_identity import CertificateError as _IdentityCertificateError
 from service_identity import VerificationError
 from service_identity.cryptography import verify_certificate_hostname
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 
 # RFC 6120 §13.7.1.4: id-on-xmppAddr, an otherName whose value is a UTF8String.
@@ -425,7 +426,23 @@ def server_context_factory(files: CertificateFiles) -> CertificateOptions:
         raiseMinimumTo=TLSVersion.TLSv1_2,
     )
     try:
-        options.getContext()
+        options.getContext().set_alpn_select_callback(_select_alpn)
     except SSL.Error as e:
         raise CertificateError(f"OpenSSL refused {files.certificate} / {files.key}: {e}") from None
     return options
+
+
+def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes | object:
+    """Pick the first ALPN protocol the listener's factory speaks, or negotiate none.
+
+    Twisted's own callback answers an empty protocol when nothing overlaps, which OpenSSL
+    turns into an internal_error alert: any client offering ALPN (XEP-0368 "xmpp-client",
+    SIP phones, curl) then failed to connect. RFC 7301 §3.2 lets a server go on without ALPN.
+    """
+    tls_protocol = connection.get_app_data()
+    factory = getattr(getattr(tls_protocol, "factory", None), "wrappedFactory", None)
+    negotiation = IProtocolNegotiationFactory(factory, None)
+    for protocol in negotiation.acceptableProtocols() if negotiation is not None else ():
+        if protocol in offered:
+            return protocol
+    return SSL.NO_OVERLAPPING_PROTOCOLS

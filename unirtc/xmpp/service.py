@@ -23,8 +23,10 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.application.strports import service as endpoint_service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
 
 from unirtc.throttle import FailureThrottle
 from unirtc.web.websocket import OriginPolicy, WebSocketEndpoint
@@ -39,16 +41,25 @@ from unirtc.xmpp.websocket import SUBPROTOCOL, XmppWebSocketFactory
 SHUTDOWN_GRACE = 3.0
 
 
+@implementer(IProtocolNegotiationFactory)
 class StreamFactory(Factory):
-    """Builds an ``XmppStream`` per connection with a session from ``make_session(stream)``."""
+    """Builds an ``XmppStream`` per connection with a session from ``make_session(stream)``.
+
+    ``alpn`` names the ALPN protocols a direct-TLS listener accepts (XEP-0368: "xmpp-client").
+    """
 
     def __init__(self, make_session: Callable[[XmppStream], Any], clock: Any, streams: set[XmppStream],
-                 namespace: str = "jabber:client", max_stanza: int = 262144) -> None:
+                 namespace: str = "jabber:client", max_stanza: int = 262144,
+                 alpn: tuple[bytes, ...] = ()) -> None:
         self.make_session = make_session
         self.clock = clock
         self.streams = streams
         self.namespace = namespace
         self.max_stanza = max_stanza
+        self.alpn = alpn
+
+    def acceptableProtocols(self) -> list[bytes]:
+        return list(self.alpn)
 
     def buildProtocol(self, addr: Any) -> XmppStream:
         stream = XmppStream(self.make_session, self.clock, namespace=self.namespace,
@@ -130,7 +141,7 @@ def make_xmpp_listeners(settings: Any, context: Any, certificate: Any, directory
     if settings.xmpp.c2s_direct_tls:
         direct = replace(c2s, tls=None)
         factory = StreamFactory(lambda s: ClientSession(direct, s), reactor, sessions.streams,
-                                max_stanza=max_stanza)
+                                max_stanza=max_stanza, alpn=(b"xmpp-client",))
         listener("c2s-tls", settings.xmpp.c2s_direct_tls, TLSMemoryBIOFactory(certificate, False, factory))
     if settings.xmpp.websocket and settings.web.listen:
         # The same sessions over RFC 7395; no STARTTLS there (WSS is TLS already).

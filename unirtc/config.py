@@ -192,6 +192,7 @@ class WebSettings:
     tls: bool
     origins: tuple[str, ...] = ()  # allowed WebSocket Origins, normalised; "*" allows any
     jssip: Path | None = None  # JsSIP for /phone: a browser script or the npm package folder
+    click_to_call: str = ""  # a local SIP URI anonymous browsers may call from /phone; empty: none
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "components": ("listen",),
     "sip": ("domains", "listen", "outbound", "websocket"),
     "turn": ("secret", "secret_file", "realm", "ttl", "uris", "stun"),
-    "web": ("listen", "tls", "origins", "jssip"),
+    "web": ("listen", "tls", "origins", "jssip", "click_to_call"),
 }
 
 
@@ -633,12 +634,32 @@ def load_settings(path: str | Path) -> Settings:
                         outbound=reader.boolean("sip", "outbound", False),
                         websocket=_http_path(reader, "sip", "websocket", "/sip-websocket")),
         turn=_turn(reader, domain),
-        web=_web(reader, domain),
+        web=_web(reader, domain, sip_domains),
     )
 
 
-def _web(reader: _Reader, domain: str) -> WebSettings:
+def _click_to_call(reader: _Reader, sip_domains: list[str]) -> str:
+    """``sip:user@domain`` on one of the served SIP domains, or empty."""
+    value = reader.text("web", "click_to_call", "")
+    if not value:
+        return ""
+    match = re.fullmatch(r"sip:([A-Za-z0-9._~!$&'()*+=%-]{1,64})@([^\s;?>]+)", value)
+    if not match:
+        raise reader.error("web", "click_to_call", f"expected a SIP URI such as sip:sales@falcot.com, "
+                           f"got {_quote(value)}")
+    try:
+        host = normalize_domain(match.group(2))
+    except InvalidJID:
+        host = ""
+    if host not in sip_domains:
+        raise reader.error("web", "click_to_call", f"{_quote(value)} is not on a served SIP domain "
+                           f"({', '.join(sip_domains)}); guests may only call this server's users")
+    return f"sip:{match.group(1)}@{host}"
+
+
+def _web(reader: _Reader, domain: str, sip_domains: list[str]) -> WebSettings:
     listen = reader.endpoint("web", "listen", "tcp:5281")
     tls = reader.boolean("web", "tls", True)
     return WebSettings(listen=listen, tls=tls, origins=_web_origins(reader, domain, listen, tls),
-                       jssip=reader.path("web", "jssip", Path()) if reader.raw("web", "jssip") else None)
+                       jssip=reader.path("web", "jssip", Path()) if reader.raw("web", "jssip") else None,
+                       click_to_call=_click_to_call(reader, sip_domains))

@@ -7,6 +7,8 @@ server under twistd, media through Debian's coturn, and SIPp desk phones on UDP.
 - a browser calls a SIPp phone registered over UDP (WSS <-> UDP through the proxy, which
   Record-Routes twice), and a SIPp phone calls a browser; the SIPp SDP is WebRTC-shaped but
   static, so no media flows on those calls: the SIP dialogs complete;
+- a visitor without an account calls the click-to-call extension (sales, logged in on a page)
+  with "Call sales@falcot.com", anonymously, media through the relay;
 - a wrong password is refused on the page; a page of another site cannot open the SIP WebSocket;
 - screenshots (logged in, in a call) are saved, and what a person would read is asserted.
 
@@ -32,7 +34,7 @@ from tests.e2e.test_turn import Coturn
 
 SECRET = "e2e-phone-turn-secret"
 DOMAIN = "falcot.com"
-PASSWORDS = {"joe": "joe-Secret-1", "roland": "roland-Secret-2", "bob": "bob-Desk-3"}
+PASSWORDS = {"joe": "joe-Secret-1", "roland": "roland-Secret-2", "bob": "bob-Desk-3", "sales": "sales-Desk-4"}
 MEDIA = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
 TIMEOUT = 20.0
 
@@ -78,6 +80,7 @@ def coturn(tmp_path_factory):
 def server(tmp_path_factory, coturn, request):
     harness = ServerHarness(tmp_path_factory.mktemp("phone") / "server", config={
         "turn": {"secret": SECRET, "ttl": "3600", "uris": f"turn:127.0.0.1:{coturn.port}?transport=udp"},
+        "web": {"click_to_call": f"sip:sales@{DOMAIN}"},
     })
     for user, password in PASSWORDS.items():
         harness.adduser(f"{user}@{DOMAIN}", password)
@@ -267,6 +270,41 @@ def test_sippPhoneCallsBrowser(server, browser, tmp_path) -> None:
     roland.close()
 
 
+def test_guestCallsTheClickToCallExtension(server, browser, coturn) -> None:
+    """
+    If [web] click_to_call is sip:sales@falcot.com, a visitor's page offers "Call
+    sales@falcot.com" without an account; clicking it rings sales (logged in on another page) from
+    the anonymous identity; once sales answers both pages are in the call with media through the
+    relay under a guest TURN name; when the guest hangs up, sales reads that the call ended and
+    the guest's page is back at the start.
+    """
+    sales = Phone(browser, server, "sales")
+    sales.login("sales")
+    sales.registered()
+    guest = Phone(browser, server, "guest")
+    guest.wait("() => !document.getElementById('guest').hidden")
+    assert "No account? Call sales@falcot.com" in guest.text("#guest")
+    guest.click("guest-button")
+    sales.call_state("incoming call from sip:anonymous@anonymous.invalid")
+    sales.click("answer-button")
+    guest.call_state("in call with sip:sales@falcot.com")
+    sales.call_state("in call with sip:anonymous@anonymous.invalid")
+    pair = guest.media_connected()
+    assert (pair["local"], pair["remote"]) == ("relay", "relay"), pair
+    assert "Calling sales@falcot.com as a guest" in guest.text()
+    assert guest.page.evaluate("() => document.getElementById('dial').hidden") is True
+    guest.page.screenshot("in-call")
+    guest.click("hangup-button")
+    assert sales.call_state("call ended") == "call ended (Terminated)"
+    guest.wait("() => document.getElementById('status').textContent.startsWith('Call ended')")
+    assert guest.page.evaluate("() => !document.getElementById('login').hidden && "
+                               "!document.getElementById('guest').hidden") is True
+    assert re.search(r"user <\d+:guest-[0-9a-f]{12}>: incoming packet ALLOCATE processed, success", coturn.log())
+    assert "Web phone: guest session from 127.0.0.1 to call sip:sales@falcot.com" in server.log()
+    sales.close()
+    guest.close()
+
+
 def test_wrongPasswordIsRefused(server, browser) -> None:
     """
     If someone logs in on /phone with a wrong password, the page says the login was refused and
@@ -302,9 +340,11 @@ def test_pageOfAnotherSiteCannotOpenTheSipWebSocket(server, browser) -> None:
 
 def test_screenshotsShowThePhone(browser) -> None:
     """
-    If the phone tests ran, their screenshots (logged in, in a call, refused) are PNG files.
+    If the phone tests ran, their screenshots (logged in, in a call, a guest's call, refused) are
+    PNG files.
     """
     shots = {p.name for p in Path(browser.artifacts).glob("*.png")}
-    assert {"joe-logged-in.png", "joe-in-call.png", "roland-in-call.png", "intruder-refused.png"} <= shots, shots
+    assert {"joe-logged-in.png", "joe-in-call.png", "roland-in-call.png", "guest-in-call.png",
+            "intruder-refused.png"} <= shots, shots
     for name in shots:
         assert (Path(browser.artifacts) / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -19,7 +19,7 @@ from zope.interface import implementer
 from unirtc.config import load_settings
 from unirtc.plugin import PluginContext, PluginManager
 from unirtc.turn.credentials import check_rest_credentials
-from unirtc.web.phone import PHONE_TTL, PhoneResource, phone_config, websocket_url
+from unirtc.web.phone import GUEST_IDENTITY, GUEST_TTL, PHONE_TTL, PhoneResource, phone_config, websocket_url
 from unirtc.xmpp.jid import JID
 
 NOW = 1_700_000_000
@@ -268,6 +268,55 @@ class LoginTests(PhoneTestCase):
         self.use(self.load(turn=""))
         config = self.login().json()
         self.assertEqual((config["iceServers"], config["turn"]), ([{"urls": ["stun:turn.falcot.com:3478"]}], None))
+
+
+class GuestTests(PhoneTestCase):
+    def guest(self, **kwargs) -> Response:
+        return self.get("/phone/guest", method="POST", body=b"{}", headers={"Content-Type": "application/json"},
+                        **kwargs)
+
+    def test_clickToCallOffer(self) -> None:
+        """
+        If [web] click_to_call names sales, GET /phone/guest offers it; a guest POST gets the
+        anonymous identity (RFC 3323), the target, the WSS URI and TURN credentials valid an hour
+        under a guest name, never an account's.
+        """
+        self.use(self.load("click_to_call = sip:sales@falcot.com\n"))
+        self.assertEqual(self.get("/phone/guest").json(), {"enabled": True, "target": "sip:sales@falcot.com"})
+        response = self.guest()
+        self.assertEqual(response.status, 200)
+        config = response.json()
+        self.assertEqual((config["guest"], config["account"], config["target"]), (True, None, "sip:sales@falcot.com"))
+        self.assertEqual(config["sip"]["uri"], GUEST_IDENTITY)
+        self.assertEqual(config["sip"]["websocket"], "wss://falcot.com:8443/sip-websocket")
+        turn = config["iceServers"][-1]
+        self.assertRegex(turn["username"], rf"^{NOW + GUEST_TTL}:guest-[0-9a-f]{{12}}$")
+        self.assertTrue(check_rest_credentials("north", turn["username"], turn["credential"], NOW))
+        self.assertEqual(config["turn"]["refresh"], None)
+
+    def test_guestsAreRateLimited(self) -> None:
+        """
+        If one address asks for guest sessions again and again, the fourth within the hour gets
+        429 with Retry-After; another address still gets one; the limit wears off with time.
+        """
+        self.use(self.load("click_to_call = sip:sales@falcot.com\n"))
+        self.assertEqual([self.guest().status for _ in range(3)], [200, 200, 200])
+        refused = self.guest()
+        self.assertEqual(refused.status, 429)
+        self.assertEqual(int(refused.headers["retry-after"]), 30)
+        self.assertEqual(self.guest(peer="198.51.100.9").status, 200)
+        self.reactor.advance(4 * 3600)
+        self.assertEqual(self.guest().status, 200)
+
+    def test_noClickToCallConfigured(self) -> None:
+        """
+        If no click-to-call target is configured, GET says so and POST is 404; a POST that is not
+        JSON is 415.
+        """
+        self.assertEqual(self.get("/phone/guest").json(), {"enabled": False, "target": None})
+        self.assertEqual(self.guest().status, 404)
+        self.use(self.load("click_to_call = sip:sales@falcot.com\n"))
+        self.assertEqual(self.get("/phone/guest", method="POST", body=b"x").status, 415)
 
 
 class ConfigTests(PhoneTestCase):

@@ -45,10 +45,13 @@ class ReadinessTests(SynchronousTestCase):
 
     def test_defaultPortIsLeftOutAndPlainHttpExplained(self) -> None:
         """
-        If the listener is on 443 the URLs carry no port; with tls = no they are http:// and ws://
-        and the report says browsers need a TLS proxy in front.
+        If the listener is on 443 the URLs carry no port (and a click-to-call target is named);
+        with tls = no they are http:// and ws:// and the report says browsers need a TLS proxy.
         """
-        self.assertEqual(self.texts("[web]\nlisten = tcp:443\n")[0], "Web phone: https://falcot.com/phone/")
+        texts = self.texts("[web]\nlisten = tcp:443\nclick_to_call = sip:sales@falcot.com\n")
+        self.assertEqual(texts[:2], ["Web phone: https://falcot.com/phone/",
+                                     "Click-to-call: visitors without an account may call sip:sales@falcot.com "
+                                     "from https://falcot.com/phone/ (rate-limited per address)"])
         texts = self.texts("[web]\nlisten = tcp:8080\ntls = no\n")
         self.assertEqual(texts[1], "SIP over WebSocket: ws://falcot.com:8080/sip-websocket")
         self.assertTrue(any(t.startswith("Plain HTTP ([web] tls = no)") for t in texts), texts)

@@ -9,6 +9,9 @@ with fresh REST credentials from the issuer, expiring (no static TURN password i
 Requiring ``application/json`` keeps other sites' forms out: a cross-site script cannot send
 that content type without a CORS preflight, which is never granted.
 
+With ``[web] click_to_call``, ``/phone/guest`` lets people without an account call that one
+SIP URI (see ``GuestSession``).
+
 JsSIP is served at ``/phone/jssip.js`` from ``[web] jssip``: a browser build as is, or the npm
 package folder, bundled by ``commonjs.py`` on first use (by default the checkout's
 ``node_modules/jssip``, installed by ``make node-deps``).
@@ -20,6 +23,7 @@ import hashlib
 import ipaddress
 import json
 import math
+import secrets
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,8 @@ STATIC = Path(__file__).with_name("phone")
 CHECKOUT_JSSIP = Path(__file__).resolve().parents[2] / "node_modules" / "jssip"
 MAX_BODY = 4096
 PHONE_TTL = 43200  # TURN credentials for a phone page: half a day at most, refreshed before expiry
+GUEST_TTL = 3600  # a guest's TURN credentials: one call's worth (coturn checks them on each refresh)
+GUEST_IDENTITY = "sip:anonymous@anonymous.invalid"  # RFC 3323 §4.1.1.3's anonymous From
 PAGES = {
     b"": ("index.html", "text/html; charset=utf-8"),
     b"phone.js": ("phone.js", "text/javascript; charset=utf-8"),
@@ -228,6 +234,84 @@ class PhoneSession(Resource):
                      host=host, delay=max(delays))
 
 
+def guest_throttles() -> tuple[FailureThrottle, FailureThrottle]:
+    """Guest sessions per address (3 at once, then waits of 30 s doubling up to 10 min, forgiven
+    over hours) and for everyone together (60 at once, forgiven within minutes): each costs TURN
+    relay capacity, which is what click-to-call lets strangers use.  A session counts as a
+    failure would (``FailureThrottle`` semantics: the third earns the first wait)."""
+    return (FailureThrottle(free_failures=2, base_delay=30.0, max_delay=600.0, half_life=3600.0),
+            FailureThrottle(free_failures=59, base_delay=1.0, max_delay=60.0, half_life=120.0))
+
+
+class GuestSession(Resource):
+    """``/phone/guest``: click-to-call for people without an account (``[web] click_to_call``).
+
+    ``GET`` says whether it is offered and what it calls; ``POST`` (JSON, like the login) answers
+    a configuration for an anonymous caller (RFC 3323's ``anonymous.invalid`` identity, no
+    registration) with short-lived TURN credentials, rate-limited per address and overall.
+    """
+
+    isLeaf = True
+
+    def __init__(self, settings: Settings, clock: Any) -> None:
+        super().__init__()
+        self.settings = settings
+        self.clock = clock
+        self.addresses, self.everyone = guest_throttles()
+
+    def render_GET(self, request: Request) -> bytes:
+        target = self.settings.web.click_to_call or None
+        return _json(request, 200, {"enabled": target is not None, "target": target})
+
+    def render_POST(self, request: Request) -> bytes:
+        target = self.settings.web.click_to_call
+        if not target:
+            return _json(request, 404, {"error": "this server offers no click-to-call"})
+        content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+        if content_type != b"application/json":
+            return _json(request, 415, {"error": "send the request as application/json"})
+        host = request.getClientAddress().host
+        address = address_key(host)
+        now = self.clock.seconds()
+        wait = max(self.addresses.retry_after(address, now), self.everyone.retry_after("guests", now))
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            request.setHeader(b"retry-after", str(seconds).encode("ascii"))
+            return _json(request, 429, {"error": f"too many guest calls; try again in {seconds} s"})
+        self.addresses.failure(address, now)  # every guest session counts, as a failure would
+        self.everyone.failure("guests", now)
+        host_header = request.getHeader(b"host")
+        url = websocket_url(self.settings, host_header.decode("latin-1") if host_header else None,
+                            request.isSecure())
+        config = guest_config(self.settings, now, url)
+        log.info("Web phone: guest session from {host} to call {target}", host=host, target=target)
+        return _json(request, 200, config)
+
+
+def guest_config(settings: Settings, now: float, websocket: str | None) -> dict[str, Any]:
+    """A click-to-call caller's configuration: no account, no registration, one target."""
+    config: dict[str, Any] = {
+        "account": None,
+        "guest": True,
+        "target": settings.web.click_to_call,
+        "display_name": "Guest",
+        "sip": {"uri": GUEST_IDENTITY, "authorization_user": None, "websocket": websocket,
+                "domain": settings.server.domain},
+        "iceServers": [],
+        "turn": None,
+    }
+    name = f"guest-{secrets.token_hex(6)}"
+    try:
+        credentials = issue(settings.turn, name, now, min(GUEST_TTL, settings.turn.ttl))
+    except NoTurnSecret:
+        stun = [uri for uri in settings.turn.uris if uri.startswith(("stun:", "stuns:"))]
+        config["iceServers"] = [{"urls": stun}] if stun else []
+        return config
+    config["iceServers"] = credentials.ice_servers()
+    config["turn"] = {"ttl": credentials.ttl, "expires": credentials.expires, "refresh": None}
+    return config
+
+
 class JsSipScript(Resource):
     """``/phone/jssip.js``: JsSIP for the browser, read or bundled once, revalidated by ETag."""
 
@@ -301,6 +385,8 @@ class PhoneResource(Resource):
         self.putChild(b"jssip.js", EncodingResourceWrapper(JsSipScript(settings.web.jssip), [GzipEncoderFactory()]))
         self.session = PhoneSession(settings, directory, clock)
         self.putChild(b"session", self.session)
+        self.guest = GuestSession(settings, clock)
+        self.putChild(b"guest", self.guest)
 
     def render_GET(self, request: Request) -> bytes:
         return redirectTo(b"phone/", request)

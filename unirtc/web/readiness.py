@@ -93,6 +93,9 @@ def browser_readiness(settings: Settings, now: datetime) -> list[Finding]:
         return [Finding("No [web] listen: no web phone and no WebSockets for browsers")]
     socket = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
     findings = [Finding(f"Web phone: {base}/phone/")]
+    if settings.web.click_to_call:
+        findings.append(Finding(f"Click-to-call: visitors without an account may call "
+                                f"{settings.web.click_to_call} from {base}/phone/ (rate-limited per address)"))
     if settings.sip.websocket:
         findings.append(Finding(f"SIP over WebSocket: {socket}/{settings.sip.websocket}"))
     else:

@@ -4,6 +4,8 @@
 // POST session {user, password} answers this person's configuration: SIP identity and WebSocket
 // URI, and ICE servers with TURN credentials that expire (renewed before they do). The password
 // stays in this page's memory only, for SIP digest; it is never stored.
+// With click-to-call on the server, GET guest says what a visitor without an account may call,
+// and POST guest answers a configuration for that one call (no registration).
 // "?ice=relay" in the page's URL sends all media through TURN (iceTransportPolicy "relay").
 // window.phone exposes the live state (UA, session, peer connection) for tests and debugging.
 "use strict";
@@ -13,7 +15,7 @@
   const relayOnly = new URLSearchParams(location.search).get("ice") === "relay";
   const phone = (window.phone = {
     ua: null, session: null, pc: null, config: null,
-    registration: "", callState: "no call", ice: "", history: [],
+    registration: "", callState: "no call", ice: "", history: [], guestTarget: null,
   });
   let password = null;
   let refreshTimer = null;
@@ -33,11 +35,11 @@
     $("call-state").textContent = text;
   }
 
-  async function fetchConfig(user, secret) {
-    const response = await fetch("session", {
+  async function post(path, payload) {
+    const response = await fetch(path, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ user, password: secret }),
+      body: JSON.stringify(payload),
       credentials: "same-origin",
       cache: "no-store",
     });
@@ -51,6 +53,10 @@
       throw new Error(body.error || "HTTP " + response.status);
     }
     return body;
+  }
+
+  function fetchConfig(user, secret) {
+    return post("session", { user, password: secret });
   }
 
   function pcConfig() {
@@ -73,7 +79,7 @@
   function scheduleRefresh() {
     clearTimeout(refreshTimer);
     const turn = phone.config && phone.config.turn;
-    if (!turn) return;
+    if (!turn || !turn.refresh || phone.config.guest) return;
     refreshTimer = setTimeout(async () => {
       try {
         const fresh = await fetchConfig(phone.config.account, password);
@@ -89,23 +95,38 @@
   function start(config) {
     phone.config = config;
     $("login").hidden = true;
+    $("guest").hidden = true;
     $("phone").hidden = false;
     status("");
-    $("identity").textContent = "Logged in as " + config.display_name + " <" + config.sip.uri + ">";
+    $("identity").textContent = config.guest
+      ? "Calling " + config.target.replace(/^sip:/, "") + " as a guest"
+      : "Logged in as " + config.display_name + " <" + config.sip.uri + ">";
+    $("dial").hidden = !!config.guest; // a guest may call the click-to-call target only
+    $("logout-button").textContent = config.guest ? "Leave" : "Log out";
     const socket = new JsSIP.WebSocketInterface(config.sip.websocket);
-    const ua = new JsSIP.UA({
+    const settings = {
       sockets: [socket],
       uri: config.sip.uri,
-      password,
-      authorization_user: config.sip.authorization_user,
       display_name: config.display_name,
-      register: true,
+      register: !config.guest,
       register_expires: 600,
       session_timers: false,
       user_agent: "unirtc web phone (JsSIP " + JsSIP.version + ")",
-    });
+    };
+    if (!config.guest) {
+      settings.password = password;
+      settings.authorization_user = config.sip.authorization_user;
+    }
+    const ua = new JsSIP.UA(settings);
     phone.ua = ua;
-    ua.on("connected", () => registration("connected, registering…"));
+    ua.on("connected", () => {
+      if (!config.guest) {
+        registration("connected, registering…");
+      } else if (!phone.session && phone.ua === ua) {
+        registration("guest (not registered)");
+        ua.call(config.target, callOptions());
+      }
+    });
     ua.on("disconnected", () => registration("disconnected from the server"));
     ua.on("registered", () => registration("registered"));
     ua.on("unregistered", () => registration("not registered"));
@@ -171,6 +192,7 @@
     $("hangup-button").hidden = true;
     $("media-line").hidden = true;
     $("remote-audio").srcObject = null;
+    if (phone.config && phone.config.guest) logout(text.charAt(0).toUpperCase() + text.slice(1) + ".");
   }
 
   $("login").addEventListener("submit", async (event) => {
@@ -203,6 +225,7 @@
 
   $("dial").addEventListener("submit", (event) => {
     event.preventDefault();
+    if (!phone.ua || phone.config.guest) return;
     if (phone.session) {
       status("Hang up first.");
       return;
@@ -231,7 +254,7 @@
     if (phone.session) phone.session.terminate();
   });
 
-  $("logout-button").addEventListener("click", () => {
+  function logout(message) {
     clearTimeout(refreshTimer);
     if (phone.session) phone.session.terminate();
     if (phone.ua) phone.ua.stop();
@@ -239,9 +262,44 @@
     phone.config = null;
     password = null;
     registration("");
-    callState("no call");
     $("phone").hidden = true;
     $("login").hidden = false;
-    status("Logged out.");
+    $("guest").hidden = !phone.guestTarget;
+    status(message);
+  }
+
+  $("logout-button").addEventListener("click", () => {
+    callState("no call");
+    logout("Logged out.");
   });
+
+  $("guest-button").addEventListener("click", async () => {
+    $("guest-button").disabled = true;
+    status("Calling " + phone.guestTarget + "…");
+    let config;
+    try {
+      config = await post("guest", {});
+    } catch (error) {
+      status("Cannot call now: " + error.message);
+      $("guest-button").disabled = false;
+      return;
+    }
+    $("guest-button").disabled = false;
+    if (typeof JsSIP === "undefined" || !config.sip.websocket) {
+      status("This server cannot take calls from the browser right now.");
+      return;
+    }
+    start(config);
+  });
+
+  // Click-to-call: offered when the server names a target for guests.
+  fetch("guest", { cache: "no-store" })
+    .then((response) => (response.ok ? response.json() : { enabled: false }))
+    .then((offer) => {
+      if (!offer.enabled) return;
+      phone.guestTarget = offer.target.replace(/^sip:/, "");
+      $("guest-target").textContent = phone.guestTarget;
+      $("guest").hidden = phone.config !== null;
+    })
+    .catch(() => {});
 })();

@@ -61,16 +61,6 @@ class UnirtcService(SequentialMultiService):
             raise SystemExit(1) from None
 
 
-def _not_built_yet(settings: Settings) -> None:
-    """Say which configured sections this version parses but does not serve yet."""
-    pending = {
-        "[xmpp] s2s, [muc], [s2s]": "XMPP federation and MUC",
-    }
-    for keys, what in pending.items():
-        log.info("{keys}: {what} is not built into this version yet; settings validated and ignored",
-                 keys=keys, what=what)
-
-
 def makeService(settings: Settings, reactor: Any = None) -> MultiService:
     if reactor is None:
         from twisted.internet import reactor
@@ -122,7 +112,6 @@ def makeService(settings: Settings, reactor: Any = None) -> MultiService:
     # and SIP over WebSocket on the web listener
     for sip_listener in make_sip_listeners(settings, directory, certificate, reactor, context.items):
         sip_listener.setServiceParent(listeners)
-    _not_built_yet(settings)
     return root
 
 

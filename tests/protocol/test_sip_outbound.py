@@ -7,13 +7,20 @@ locator or by the real ``SipLocator`` over canned DNS answers.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
 
 from tests.protocol.test_sip_proxy import JOE, ProxyTestCase, reply, request
 from tests.unit.sip_auth_helpers import authorization, challenges
 from tests.unit.sip_dns_helpers import FakeResolver, a, naptr, srv
+from unirtc.config import load_settings
+from unirtc.sip.bindings import BindingStore
 from unirtc.sip.locate import LocateError, SipLocator
 from unirtc.sip.message import SipRequest, SipResponse, parse
+from unirtc.sip.service import build_core
 from unirtc.sip.transport import Hop
 from unirtc.sip.uri import SipURI
 
@@ -211,3 +218,19 @@ class DnsTests(ProxyTestCase):
         sent = self.sent((SERVER_A[0], 5080))
         self.assertEqual([m.method for m in sent if isinstance(m, SipRequest)], ["MESSAGE"])
         self.assertEqual([m for m in self.sent(JOE) if isinstance(m, SipResponse)], [])
+
+
+class OutboundSettingTests(SynchronousTestCase):
+    def core(self, outbound: str):
+        folder = Path(self.mktemp())
+        folder.mkdir()
+        (folder / "u.ini").write_text(f"[server]\ndomain = falcot.com\n[sip]\noutbound = {outbound}\n")
+        return build_core(load_settings(folder / "u.ini"), None, MemoryReactorClock(), b"k" * 32, BindingStore())
+
+    def test_outboundSettingGivesTheProxyALocator(self) -> None:
+        """
+        If [sip] outbound = yes, the server's proxy gets a DNS locator for foreign domains; with
+        the default (no) it has none, so foreign domains stay 403.
+        """
+        self.assertIsInstance(self.core("yes").proxy.locator, SipLocator)
+        self.assertIsNone(self.core("no").proxy.locator)

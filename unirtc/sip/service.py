@@ -183,6 +183,7 @@ def build_core(settings: Any, directory: Any, reactor: Any, secret: bytes,
                bindings: Any) -> SipCore:
     """The core with its transports, registrar, authenticator and proxy, without listeners."""
     from unirtc.sip.digest import DigestAuthenticator, domain_map
+    from unirtc.sip.locate import make_locator
     from unirtc.sip.proxy import Proxy
     from unirtc.sip.registrar import Registrar
 
@@ -192,7 +193,8 @@ def build_core(settings: Any, directory: Any, reactor: Any, secret: bytes,
                                  connect_tcp=getattr(reactor, "connectTCP", None))
     authenticator = DigestAuthenticator(directory, secret, reactor, realm_for)
     core.registrar = Registrar(authenticator, bindings, reactor, realm_for)
-    core.proxy = Proxy(core, reactor, realm_for, settings.server.domain, directory, bindings, authenticator)
+    core.proxy = Proxy(core, reactor, realm_for, settings.server.domain, directory, bindings, authenticator,
+                       locator=make_locator(settings, reactor))
     return core
 
 

@@ -24,6 +24,7 @@ from twisted.internet.protocol import ClientFactory, DatagramProtocol, Factory, 
 from twisted.protocols.policies import TimeoutMixin
 
 from unirtc.logging import get_logger
+from unirtc.sockets import no_delay
 from unirtc.sip.headers import Via, parse_via
 from unirtc.sip.message import (
     KeepAlive,
@@ -330,6 +331,7 @@ class SipStreamProtocol(Protocol, TimeoutMixin):
         self.callLater = transports.clock.callLater  # TimeoutMixin's timer, on our clock
 
     def connectionMade(self) -> None:
+        no_delay(self)
         address = self.transport.getPeer()
         self.peer = (_plain_ip(address.host), address.port)
         self.transports.opened(self)

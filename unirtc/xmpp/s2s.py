@@ -106,19 +106,6 @@ class Federation:
         return dialback_key(self.secret, receiving, originating, stream_id)
 
 
-def no_delay(stream: XmppStream) -> None:
-    """Turn Nagle's algorithm off on a server link: it carries many small stanzas in a row, and
-    with Nagle each write after the first waits for the peer's (often delayed) ACK."""
-    transport = getattr(stream, "transport", None)
-    while transport is not None and not hasattr(transport, "setTcpNoDelay"):
-        transport = getattr(transport, "transport", None)  # under a TLS wrapper
-    if transport is not None:
-        try:
-            transport.setTcpNoDelay(True)
-        except OSError:
-            pass
-
-
 def write_initial_header(stream: XmppStream, local: str, remote: str) -> None:
     """Open an outgoing stream: no ``id`` (RFC 6120 §4.7.3 leaves that to the receiver), and
     ``xmlns:db`` declared, which XEP-0220 §2.1.1 reads as dialback support."""

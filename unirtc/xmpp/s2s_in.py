@@ -41,7 +41,6 @@ from unirtc.xmpp.s2s import (
     Federation,
     LinkEvent,
     LinkSecurity,
-    no_delay,
     peer_certificates,
 )
 from unirtc.xmpp.stanzas import NS_CLIENT, STANZA_KINDS
@@ -73,7 +72,6 @@ class IncomingSession:
         self._checks: dict[str, PeerCheck] = {}
         self._pending: set[str] = set()
         self._timeout = federation.clock.callLater(federation.negotiation_timeout, self._timed_out)
-        no_delay(stream)
 
     # -- LocalSession --------------------------------------------------------------------------
 

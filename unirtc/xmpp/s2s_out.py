@@ -36,7 +36,6 @@ from unirtc.xmpp.s2s import (
     NS_TLS,
     Federation,
     LinkSecurity,
-    no_delay,
     peer_certificates,
     write_initial_header,
 )
@@ -81,7 +80,6 @@ class OutgoingSession:
         self._dialback_offered = False
         self._checked = False
         write_initial_header(stream, link.local, link.remote)
-        no_delay(stream)
 
     @property
     def name(self) -> str:

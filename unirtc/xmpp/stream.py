@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
 from unirtc.logging import get_logger
+from unirtc.sockets import no_delay
 from unirtc.xmpp.errors import NS_STREAMS, StreamError, stream_error_xml
 from unirtc.xmpp.parser import Stanza, StreamClosed, StreamEvent, StreamOpened, StreamParser
 from unirtc.xmpp.stanzas import NS_CLIENT, rebase, to_bytes
@@ -86,6 +87,7 @@ class XmppStream(Protocol):
 
     def connectionMade(self) -> None:
         self.connected = True
+        no_delay(self)
         if self.registry is not None:
             self.registry.add(self)
         self.session = self.make_session(self)

@@ -379,3 +379,22 @@ def test_mutatedCorpusOnlyRaisesSipParseError(
         framer.feed(bytes(data))
     except SipParseError:
         pass
+
+
+class BrokenHeaderLineTests(SynchronousTestCase):
+    def test_brokenHeaderLineStillGetsA400(self) -> None:
+        """
+        If a request has every mandatory header but one other line without a colon, parsing fails
+        with "Malformed header line" and the error still carries the headers a 400 needs, so the
+        client gets an answer instead of silence.
+        """
+        data = (b"REGISTER sip:falcot.com SIP/2.0\r\n"
+                b"Via: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bK-broken\r\n"
+                b"From: <sip:joe@falcot.com>;tag=1\r\nTo: <sip:joe@falcot.com>\r\n"
+                b"Call-ID: broken-1\r\nCSeq: 1 REGISTER\r\nThis line has no colon\r\n"
+                b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        error = self.assertRaises(SipParseError, parse, data)
+        self.assertEqual(error.reason, "Malformed header line")
+        response = error_response(error)
+        self.assertEqual((response.status, response.call_id), (400, "broken-1"))
+        self.assertIn(b"branch=z9hG4bK-broken", bytes(response))

@@ -203,8 +203,12 @@ def _check_value(value: str) -> None:
             raise SipParseError("Control character in header")
 
 
-def _fields(lines: list[str]) -> list[tuple[str, str]]:
-    """Unfold continuation lines and split ``name: value`` fields."""
+def _fields(lines: list[str], lenient: bool = False) -> list[tuple[str, str]]:
+    """Unfold continuation lines and split ``name: value`` fields.
+
+    ``lenient`` skips malformed lines instead of failing: only for finding the Via, From, To,
+    Call-ID and CSeq a 400 needs when some other header line is broken.
+    """
     grouped: list[list[str]] = []
     for line in lines:
         if line[:1] in (" ", "\t"):
@@ -218,6 +222,8 @@ def _fields(lines: list[str]) -> list[tuple[str, str]]:
         name, colon, value = parts[0].partition(":")
         name = name.rstrip(" \t")
         if not colon or not TOKEN.fullmatch(name):
+            if lenient:
+                continue
             raise SipParseError("Malformed header line")
         value = " ".join(part for part in [value.strip(" \t"), *parts[1:]] if part)
         if _CONTROL.search(value):
@@ -296,8 +302,13 @@ def parse(
     except UnicodeDecodeError:
         raise SipParseError("Invalid UTF-8 in message head") from None
     start_line, *lines = _LINE.split(head)
-    headers = Headers._trusted(_fields(lines))
     is_request = start_line[:4].upper() != "SIP/"
+    try:
+        headers = Headers._trusted(_fields(lines))
+    except SipParseError as error:
+        if is_request:
+            error.headers = _salvaged_headers(lines)
+        raise
     try:
         message = _request(start_line, headers) if is_request else _response(start_line, headers)
         _validate(message)
@@ -307,6 +318,14 @@ def parse(
             error.headers = headers
         raise
     return message
+
+
+def _salvaged_headers(lines: list[str]) -> Headers | None:
+    """The well-formed header lines of a request with a broken one, so it can still get its 400."""
+    try:
+        return Headers._trusted(_fields(lines, lenient=True))
+    except SipParseError:
+        return None
 
 
 def _body(rest: bytes, length: int | None, stream: bool) -> bytes:

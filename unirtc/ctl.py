@@ -10,6 +10,7 @@ import argparse
 import getpass
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from unirtc import __version__
+from unirtc import __version__, admin
 from unirtc.config import DEFAULT_CONFIG, ConfigError, Settings, load_settings
 from unirtc.directory import bindings_store, migrate, store
 from unirtc.directory.engine import make_engine
@@ -155,6 +156,35 @@ def cmd_sip_bindings(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _ask_server(settings: Settings, command: str) -> dict:
+    """One request on the running server's admin socket (see ``unirtc.admin``)."""
+    path = admin.socket_path(settings.server.state_dir)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(10)
+            connection.connect(str(path))
+            connection.sendall(command.encode() + b"\n")
+            answer = connection.makefile("rb").readline()
+    except OSError as e:
+        raise CtlError(f"cannot reach the running server at {path} ({e.strerror or e}); is it running?") from None
+    reply = json.loads(answer)
+    if "error" in reply:
+        raise CtlError(reply["error"])
+    return reply
+
+
+def cmd_s2s(settings: Settings, args: argparse.Namespace) -> int:
+    """Live federation links, their security and queues (from the running server)."""
+    links = _ask_server(settings, "s2s")["links"]
+    if not links:
+        print("No server-to-server links")
+    for link in links:
+        arrow = "->" if link["direction"] == "outgoing" else "<-"
+        print(f"{link['local']} {arrow} {link['remote']}  {link['state']}  {link['security']}  "
+              f"queued {link['queued']}  peer {link['peer']}")
+    return 0
+
+
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.server.database)
     before = migrate.schema_status(engine)
@@ -259,6 +289,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="print the JSON object GET /turn returns")
     add("sip-bindings", cmd_sip_bindings, "List registered SIP contacts, optionally of one account.").add_argument(
         "jid", nargs="?", metavar="JID")
+    add("s2s", cmd_s2s, "Show the running server's federation links, their security and queues.")
     add("check", cmd_check, "Check configuration, database schema and certificate; print DNS records.")
     db = add("db", cmd_db, "Database maintenance.")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply pending schema migrations")

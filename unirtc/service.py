@@ -17,6 +17,7 @@ from twisted.application.strports import service as endpoint_service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from unirtc.admin import admin_service
 from unirtc.certificates import CertificateService
 from unirtc.config import Settings
 from unirtc.directory.service import Directory, SchemaBehind
@@ -89,6 +90,7 @@ def makeService(settings: Settings, reactor: Any = None) -> MultiService:
     listeners = MultiService()
     listeners.setName("listeners")
     listeners.setServiceParent(root)
+    admin_service(settings.server.state_dir, context.items, reactor).setServiceParent(listeners)
     if settings.web.listen:
         factory = make_site(context.items)
         if settings.web.tls:

@@ -224,9 +224,15 @@ def test_federationWithCertificates(pair) -> None:
         await offline(joe, alice)
 
     run(scenario)
+    links = falcot.ctl("s2s")
+    assert links.returncode == 0, links.stderr
+    assert "falcot.com -> example.org  ready  TLS, certificate verified, SASL EXTERNAL  queued 0" in links.stdout
+    assert "falcot.com <- example.org  ready" in links.stdout
     answer = spoof(example.ports["s2s"], pair["falcot_crt"], pair["falcot_key"])
     assert b"invalid-from" in answer, answer
     stop(falcot, example)
+    stopped = falcot.ctl("s2s")
+    assert stopped.returncode == 1 and "is it running?" in stopped.stderr
     assert "falcot.com->example.org outgoing link ready" in falcot.log()
     assert "(TLS, certificate verified, SASL EXTERNAL)" in falcot.log()
     assert "example.org->falcot.com outgoing link ready" in example.log()

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from twisted.words.xish import domish
 
-from unirtc.config import parse_ice_uri
+from unirtc.settings import parse_ice_uri
 from unirtc.turn.issuer import NoTurnSecret, TurnCredentials, issue
 from unirtc.xmpp.stanzas import StanzaError
 

@@ -2,7 +2,7 @@
 are stored (plugin storage archive "offline") and delivered at its next initial presence.
 
 Each stored message gets a XEP-0203 ``<delay/>`` stamp. Storage is bounded per account: past
-``MAX_MESSAGES`` (``[xmpp] offline_max_messages`` once the configuration declares that key),
+``[xmpp] offline_max_messages`` (default 500),
 or for a message over ``MAX_MESSAGE_SIZE``, the oldest stored messages are kept and the sender
 gets ``service-unavailable``, as XEP-0160 §3 says for a full store.
 Messages are deleted only once delivered, and only to a resource with a non-negative priority.
@@ -22,13 +22,11 @@ from unirtc.xmpp.stanzas import StanzaError
 NS_DELAY = "urn:xmpp:delay"
 NS_HINTS = "urn:xmpp:hints"
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
-MAX_MESSAGES = 500
 MAX_MESSAGE_SIZE = 65536
 
 
 def _limit(module) -> int:
-    """``offline_max_messages`` from the [xmpp] settings when the config defines it."""
-    return int(getattr(getattr(module.settings, "xmpp", None), "offline_max_messages", MAX_MESSAGES))
+    return module.settings.xmpp.offline_max_messages
 
 
 def load(module) -> None:

@@ -21,10 +21,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from unirtc import __version__, admin
-from unirtc.config import DEFAULT_CONFIG, ConfigError, Settings, load_settings
+from unirtc.config import DEFAULT_CONFIG, ConfigError, load_settings
 from unirtc.directory import bindings_store, migrate, store
 from unirtc.directory.engine import make_engine
 from unirtc.dns import zone_records
+from unirtc.settings import Settings
 from unirtc.tls import CertificateFiles, check_certificate, is_warning
 from unirtc.turn.issuer import NoTurnSecret, issue
 from unirtc.web.readiness import browser_readiness

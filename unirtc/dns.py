@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from twisted.internet.endpoints import serverFromString
 
-from unirtc.config import Settings, parse_ice_uri
+from unirtc.settings import Settings, parse_ice_uri
 
 TTL = 3600
 # RFC 3263 §4.1 NAPTR services per SIP transport.

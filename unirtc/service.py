@@ -19,7 +19,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from unirtc.admin import admin_service
 from unirtc.certificates import CertificateService
-from unirtc.config import Settings
+from unirtc.settings import Settings
 from unirtc.directory.service import Directory, SchemaBehind
 from unirtc.logging import get_logger, set_level
 from unirtc.plugin import PluginContext, PluginManager, bundled_plugins

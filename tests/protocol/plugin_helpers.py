@@ -7,8 +7,9 @@ The plugin storage runs synchronously on a temporary SQLite file (``SqlRunner`` 
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -16,11 +17,13 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.words.xish import domish
 
 from tests.protocol.xmpp_helpers import Client, FakeServer
+from unirtc.config import load_settings
 from unirtc.directory import store
 from unirtc.directory.engine import make_engine
 from unirtc.directory.models import Base
 from unirtc.directory.secrets import prepare_password
 from unirtc.plugin import PluginContext, PluginManager
+from unirtc.settings import Settings
 
 
 class SqlRunner:
@@ -45,6 +48,13 @@ def sqlite_engine(path: str) -> Engine:
     return engine
 
 
+def default_settings() -> Settings:
+    """The settings a config holding only ``[server] domain = falcot.com`` gives: every default."""
+    folder = Path(tempfile.mkdtemp(prefix="unirtc-settings-"))
+    (folder / "unirtc.ini").write_text("[server]\ndomain = falcot.com\n")
+    return load_settings(folder / "unirtc.ini")
+
+
 class PluginServer:
     """A fake server with the named plugins loaded; ``stop()`` unloads them."""
 
@@ -53,7 +63,7 @@ class PluginServer:
         self.runner = SqlRunner(engine)
         self.fake.directory.run = self.runner.run  # type: ignore[attr-defined]
         self.fake.directory.set_password = self._set_password  # type: ignore[attr-defined]
-        self.context = PluginContext(settings=settings or SimpleNamespace(), directory=self.fake.directory,
+        self.context = PluginContext(settings=settings or default_settings(), directory=self.fake.directory,
                                      reactor=self.fake.clock, bus=self.fake.bus)
         self.context.items.add("xmpp-router", self.fake.router)
         self.fake.c2s.stream_features = lambda: self.context.items.get("stream-feature")

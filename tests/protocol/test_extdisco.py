@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.protocol.xmpp_helpers import FakeServer
-from unirtc.config import TURNSettings
+from unirtc.settings import TURNSettings
 from unirtc.plugin import PluginContext, PluginManager
 from unirtc.xmpp.component import handshake_digest
 

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.xish import domish
 
 from tests.protocol.xmpp_helpers import Client, FakeServer
-from unirtc.config import MUCSettings
+from unirtc.settings import MUCSettings
 from unirtc.directory import store
 from unirtc.directory.engine import make_engine
 from unirtc.directory.models import Base

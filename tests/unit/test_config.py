@@ -12,16 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from unirtc.config import (
-    KNOWN_KEYS,
-    ConfigError,
-    IceUri,
-    Settings,
-    SipListener,
-    UdpListener,
-    load_settings,
-    parse_ice_uri,
-)
+from unirtc.config import KNOWN_KEYS, ConfigError, load_settings
+from unirtc.settings import IceUri, Settings, SipListener, UdpListener, parse_ice_uri
 from unirtc.dns import zone_records
 from unirtc.xmpp.jid import JID
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from unirtc.config import Settings, load_settings
+from unirtc.config import load_settings
+from unirtc.settings import Settings
 from unirtc.dns import endpoint_port, zone_records
 
 SAMPLE = Path(__file__).parent.parent.parent / "etc" / "falcot.ini"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from unirtc.config import ConfigError, MUCSettings, load_settings
+from unirtc.config import ConfigError, load_settings
+from unirtc.settings import MUCSettings
 
 SAMPLE = Path(__file__).parent.parent.parent / "etc" / "falcot.ini"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from unirtc.config import TURNSettings
+from unirtc.settings import TURNSettings
 from unirtc.turn.credentials import rest_credentials
 
 

@@ -34,7 +34,8 @@ from twisted.web.resource import EncodingResourceWrapper, Resource
 from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Request
 from twisted.web.util import redirectTo
 
-from unirtc.config import Settings, normalize_origin
+from unirtc.config import normalize_origin
+from unirtc.settings import Settings
 from unirtc.logging import get_logger
 from unirtc.throttle import FailureThrottle, address_key
 from unirtc.turn.issuer import NoTurnSecret, issue

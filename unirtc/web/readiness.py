@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from unirtc.config import Settings, parse_ice_uri
+from unirtc.settings import Settings, parse_ice_uri
 from unirtc.tls import CertificateFiles, check_certificate, is_warning
 from unirtc.web.phone import CHECKOUT_JSSIP
 

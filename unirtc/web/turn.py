@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from unirtc.config import Settings
+from unirtc.settings import Settings
 from unirtc.logging import get_logger
 from unirtc.throttle import FailureThrottle, address_key
 from unirtc.turn.issuer import issue

@@ -71,7 +71,9 @@ def issue(turn: TURNSettings, account: str, now: float, ttl: int | None = None) 
     """Mint credentials for ``account`` (a bare JID, which becomes the username's user part).
 
     Raises ``NoTurnSecret`` when no secret is configured and ValueError for a bad ``ttl``.
-    Callers must have authenticated ``account`` first: credentials are never issued anonymously.
+    Callers must have authenticated ``account`` first. The one exception is a click-to-call
+    visitor on /phone ([web] click_to_call), who gets an hour's credentials under a
+    ``guest-<random>`` name, rate-limited per address (``unirtc.web.phone``).
     """
     if not turn.secret:
         raise NoTurnSecret("no TURN secret is configured ([turn] secret or secret_file)")

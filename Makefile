@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql sip-tester sipsak coturn prosody chromium
+# lua-unbound: Prosody's resolver, pointed at the federation tests' DNS server (a Recommends, and
+# the install below skips Recommends).
+APT_PACKAGES := postgresql sip-tester sipsak coturn prosody lua-unbound chromium
 
 .PHONY: run test install test-deps apt-deps node-deps clean
 

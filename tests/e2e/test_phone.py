@@ -19,7 +19,6 @@ tests poll with ``evaluate`` instead.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -38,7 +37,6 @@ PASSWORDS = {"joe": "joe-Secret-1", "roland": "roland-Secret-2", "bob": "bob-Des
 MEDIA = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
 TIMEOUT = 20.0
 
-pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="Debian package sip-tester is needed")
 
 LOGIN = """({user, password}) => {
   document.getElementById('user').value = user;

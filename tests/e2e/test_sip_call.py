@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.e2e.harness import ServerHarness, free_port
 from tests.unit.sip_samples import CORPUS, EXPECTED
@@ -32,8 +30,6 @@ SIPP_DIR = Path(__file__).parent / "sipp"
 DOMAIN = "falcot.com"
 PASSWORDS = {"joe": "joe-Secret-1", "roland": "roland-Secret-2"}
 
-pytestmark = pytest.mark.skipif(shutil.which("sipp") is None or shutil.which("sipsak") is None,
-                                reason="Debian packages sip-tester and sipsak are needed")
 
 
 def short_port() -> int:

@@ -24,7 +24,7 @@ from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, connect
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from unirtc.tls import (
     ID_ON_XMPPADDR,
@@ -657,8 +657,9 @@ class ServerContextFactoryTests(SynchronousTestCase):
         try:
             control = _memory_handshake(lax, _client_context(SSL.TLS1_1_VERSION))
         except SSL.Error:
-            raise SkipTest("this OpenSSL cannot negotiate TLS 1.1 at all")
-        self.assertEqual(control.get_protocol_version_name(), "TLSv1.1")
+            control = None  # an OpenSSL without TLS 1.1 at all: the refusal below still must hold
+        if control is not None:
+            self.assertEqual(control.get_protocol_version_name(), "TLSv1.1")
         ctx = server_context_factory(self.files).getContext()
         self.assertRaises(SSL.Error, _memory_handshake, ctx, _client_context(SSL.TLS1_1_VERSION))
 

@@ -21,7 +21,6 @@ import subprocess
 import time
 from pathlib import Path
 
-
 from tests.e2e.harness import ServerHarness, free_port
 from tests.unit.sip_samples import CORPUS, EXPECTED
 from unirtc.sip.message import SipParseError, SipResponse, StreamFramer, parse

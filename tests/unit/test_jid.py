@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from unirtc.xmpp.jid import JID, InvalidJID, normalize_domain, normalize_localpart
+from unirtc.xmpp.jid import JID, InvalidJID, normalize_domain, normalize_localpart, normalize_resource
 
 CORPUS = Path(__file__).parent.parent / "corpora" / "xmpp_jid"
 
@@ -439,6 +439,33 @@ class JIDTests(SynchronousTestCase):
         self.assertRaises(InvalidJID, normalize_localpart, "")
         self.assertRaises(InvalidJID, normalize_domain, "")
         self.assertTrue(issubclass(InvalidJID, ValueError))
+
+    def test_preparedPartsAreRemembered(self) -> None:
+        """
+        If the same part is prepared again, the remembered result is returned, and a part that
+        was rejected is rejected again with the same message (failures are not remembered).
+        """
+        for normalize, good, bad in ((normalize_localpart, "Roland", "a@b"),
+                                     (normalize_domain, "Falcot.COM", "a..b"),
+                                     (normalize_resource, "Gajim", "\x00")):
+            first = normalize(good)
+            hits = normalize.cache_info().hits
+            self.assertIs(normalize(good), first)
+            self.assertEqual(normalize.cache_info().hits, hits + 1)
+            with self.assertRaises(InvalidJID) as once:
+                normalize(bad)
+            with self.assertRaises(InvalidJID) as again:
+                normalize(bad)
+            self.assertEqual(str(again.exception), str(once.exception))
+
+    def test_rememberingKeepsTypeErrors(self) -> None:
+        """
+        If a part is not a string, hashable or not, preparing it still raises TypeError.
+        """
+        for normalize in (normalize_localpart, normalize_domain, normalize_resource):
+            self.assertRaises(TypeError, normalize, b"joe")
+            self.assertRaises(TypeError, normalize, None)
+            self.assertRaises(TypeError, normalize, ["joe"])
 
 
 class HostileInputTests(SynchronousTestCase):

@@ -24,7 +24,6 @@ import ipaddress
 import json
 import math
 import secrets
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,8 @@ from unirtc.logging import get_logger
 from unirtc.throttle import FailureThrottle, address_key
 from unirtc.turn.issuer import NoTurnSecret, issue
 from unirtc.web.commonjs import BundleError, bundle
-from unirtc.web.turn import MAX_IN_FLIGHT, account_of, account_throttle, address_throttle
+from unirtc.web.login import PasswordGate, Reply, throttled
+from unirtc.web.turn import account_of
 from unirtc.web.websocket import OriginPolicy
 from unirtc.xmpp.jid import JID
 
@@ -137,20 +137,15 @@ class PhoneSession(Resource):
         self.settings = settings
         self.directory = directory
         self.clock = clock
-        self.accounts = accounts if accounts is not None else account_throttle()
-        self.addresses = addresses if addresses is not None else address_throttle()
-        self._in_flight: Counter[str] = Counter()
+        self.gate = PasswordGate(directory, clock, self._report, accounts, addresses)
+        self.accounts = self.gate.accounts
+        self.addresses = self.gate.addresses
 
     def render(self, request: Request) -> bytes | int:
         if request.method != b"POST":
             request.setHeader(b"allow", b"POST")
             return _json(request, 405, {"error": "log in with POST"})
         return self.render_POST(request)
-
-    def _throttled(self, request: Request, seconds: float) -> bytes:
-        wait = max(1, math.ceil(seconds))
-        request.setHeader(b"retry-after", str(wait).encode("ascii"))
-        return _json(request, 429, {"error": f"too many failed attempts; retry in {wait} s"})
 
     def render_POST(self, request: Request) -> bytes | int:
         host = request.getClientAddress().host
@@ -161,9 +156,9 @@ class PhoneSession(Resource):
             return _json(request, 415, {"error": "send the login as application/json"})
         address = address_key(host)
         now = self.clock.seconds()
-        wait = self.addresses.retry_after(address, now)
-        if wait > 0 or self._in_flight[address] >= MAX_IN_FLIGHT:
-            return self._throttled(request, wait)
+        wait = self.gate.address_wait(address, now)
+        if wait is not None:
+            return _json(request, 429, throttled(request, wait))
         assert request.content is not None
         body = request.content.read(MAX_BODY + 1)
         try:
@@ -177,62 +172,40 @@ class PhoneSession(Resource):
                                                  f"in at most {MAX_BODY} bytes"})
         account = account_of(user.strip(), self.settings.server.domain)
         if account is None:
-            self._failed(address, None, host, "not an account of this server")
+            self.gate.failed(address, None, host, "not an account of this server")
             return _json(request, 401, {"error": "wrong account or password"})
-        wait = self.accounts.retry_after(str(account), now)
-        if wait > 0:
-            return self._throttled(request, wait)
+        wait = self.gate.account_wait(account, now)
+        if wait is not None:
+            return _json(request, 429, throttled(request, wait))
         self._check(request, account, password, address, host)
         return NOT_DONE_YET
 
     def _check(self, request: Request, account: JID, password: str, address: str, host: str) -> None:
-        gone: list[Failure] = []
-        request.notifyFinish().addErrback(gone.append)
-        self._in_flight[address] += 1
-
-        def send(body: bytes) -> None:
-            if not gone:
-                request.setHeader(b"content-length", str(len(body)).encode("ascii"))
-                request.write(body)
-                request.finish()
-
-        def checked(ok: bool) -> None:
-            if not ok:
-                self._failed(address, str(account), host, "wrong password or disabled account")
-                send(_json(request, 401, {"error": "wrong account or password"}))
-                return
-            self.accounts.reset(str(account))
+        def ok(reply: Reply) -> None:
             host_header = request.getHeader(b"host")
             url = websocket_url(self.settings, host_header.decode("latin-1") if host_header else None,
                                 request.isSecure())
             config = phone_config(self.settings, account, self.clock.seconds(), url)
             log.info("Web phone login for {account} from {host}", account=str(account), host=host)
-            send(_json(request, 200, config))
+            reply.send(_json(request, 200, config))
 
-        def failed(failure: Failure) -> None:
+        def wrong(reply: Reply) -> None:
+            reply.send(_json(request, 401, {"error": "wrong account or password"}))
+
+        def error(reply: Reply, failure: Failure) -> None:
             log.failure("Web phone login for {account}: the directory could not be read",
                         failure, account=str(account))
-            send(_json(request, 503, {"error": "the account directory is unavailable"}))
+            reply.send(_json(request, 503, {"error": "the account directory is unavailable"}))
 
-        def done(result: object) -> object:
-            self._in_flight[address] -= 1
-            if self._in_flight[address] <= 0:
-                del self._in_flight[address]
-            return result
+        self.gate.verify(request, account, password, address, host, ok, wrong, error)
 
-        d = self.directory.verify_password(account.local, account.domain, password)
-        d.addBoth(done).addCallback(checked).addErrback(failed)
-
-    def _failed(self, address: str, account: str | None, host: str, reason: str) -> None:
-        now = self.clock.seconds()
-        delays = [self.addresses.failure(address, now)]
-        if account is not None:
-            delays.append(self.accounts.failure(account, now))
+    def _report(self, account: str, host: str, reason: str, delay: float) -> None:
+        """Log a failed login (the gate has counted it), and the wait it earned if any."""
         log.info("Web phone: failed login for {account} from {host} ({reason})",
-                 account=account or "(none)", host=host, reason=reason)
-        if max(delays) > 0:
+                 account=account, host=host, reason=reason)
+        if delay > 0:
             log.info("Web phone: further attempts from {host} refused for {delay:.0f} s",
-                     host=host, delay=max(delays))
+                     host=host, delay=delay)
 
 
 def guest_throttles() -> tuple[FailureThrottle, FailureThrottle]:

@@ -4,7 +4,7 @@ The TURN REST API draft's response (draft-uberti-behave-turn-rest-00 §2.2) plus
 ``iceServers`` list, for web pages and SIP web phones.  The account authenticates with HTTP
 Basic (RFC 7617) against the directory; the user part may be ``joe`` or ``joe@falcot.com``.
 
-Guessing is throttled per source address and per account with ``unirtc.throttle``.  A throttled
+Guessing is throttled per source address and per account (``unirtc.web.login``).  A throttled
 attempt gets 429 with Retry-After (RFC 6585) at once, *without* checking the password: the
 answer is honest and standard, the server holds no delayed request or timer for an attacker's
 connection (a delayed answer would keep every attacker connection open, a resource the attacker
@@ -19,9 +19,7 @@ import base64
 import binascii
 import ipaddress
 import json
-import math
 import re
-from collections import Counter
 from typing import Any
 
 from twisted.python.failure import Failure
@@ -32,25 +30,14 @@ from unirtc.settings import Settings
 from unirtc.logging import get_logger
 from unirtc.throttle import FailureThrottle, address_key
 from unirtc.turn.issuer import issue
+from unirtc.web.login import MAX_IN_FLIGHT, PasswordGate, Reply, throttled
 from unirtc.xmpp.jid import JID
 
 log = get_logger("unirtc.web.turn")
 
 _TTL = re.compile(rb"[0-9]{1,9}")
 _MAX_AUTHORIZATION = 2048
-# Parallel password checks per source address: throttling counts failures only when a check
-# ends, so without this bound a burst of simultaneous guesses would all be checked.
-MAX_IN_FLIGHT = 8
-
-
-def account_throttle() -> FailureThrottle:
-    """Five free failures per account, then 1 s, 2 s, 4 s... up to a minute."""
-    return FailureThrottle(free_failures=5, max_delay=60.0, half_life=600.0)
-
-
-def address_throttle() -> FailureThrottle:
-    """More free failures per address: an office behind one NAT shares it."""
-    return FailureThrottle(free_failures=20, max_delay=60.0, half_life=600.0)
+__all__ = ["MAX_IN_FLIGHT", "TurnCredentialsResource", "account_of", "basic_credentials"]
 
 
 def basic_credentials(header: bytes | None) -> tuple[str, str] | None:
@@ -101,9 +88,9 @@ class TurnCredentialsResource(Resource):
         self.settings = settings
         self.directory = directory
         self.clock = clock
-        self.accounts = accounts if accounts is not None else account_throttle()
-        self.addresses = addresses if addresses is not None else address_throttle()
-        self._in_flight: Counter[str] = Counter()
+        self.gate = PasswordGate(directory, clock, self._report, accounts, addresses)
+        self.accounts = self.gate.accounts
+        self.addresses = self.gate.addresses
 
     def _answer(self, request: Request, code: int, body: dict[str, Any]) -> bytes:
         request.setResponseCode(code)
@@ -115,11 +102,6 @@ class TurnCredentialsResource(Resource):
         realm = self.settings.server.domain
         request.setHeader(b"www-authenticate", f'Basic realm="{realm}", charset="UTF-8"'.encode("ascii"))
         return self._answer(request, 401, {"error": message})
-
-    def _throttled(self, request: Request, seconds: float) -> bytes:
-        wait = max(1, math.ceil(seconds))
-        request.setHeader(b"retry-after", str(wait).encode("ascii"))
-        return self._answer(request, 429, {"error": f"too many failed attempts; retry in {wait} s"})
 
     def _ttl(self, request: Request) -> int | None:
         """The ``ttl`` query parameter; ValueError for anything but one number in range."""
@@ -157,9 +139,9 @@ class TurnCredentialsResource(Resource):
             return self._answer(request, 400, {"error": str(e)})
         address = address_key(host)
         now = self.clock.seconds()
-        wait = self.addresses.retry_after(address, now)
-        if wait > 0 or self._in_flight[address] >= MAX_IN_FLIGHT:
-            return self._throttled(request, wait)
+        wait = self.gate.address_wait(address, now)
+        if wait is not None:
+            return self._answer(request, 429, throttled(request, wait))
         credentials = basic_credentials(request.getHeader(b"authorization"))
         if credentials is None:
             if request.getHeader(b"authorization") is not None:
@@ -168,49 +150,29 @@ class TurnCredentialsResource(Resource):
         user, password = credentials
         account = account_of(user, self.settings.server.domain)
         if account is None:
-            self._failed(address, None, host, "not an account of this server")
+            self.gate.failed(address, None, host, "not an account of this server")
             return self._challenge(request, "wrong account or password")
-        wait = self.accounts.retry_after(str(account), now)
-        if wait > 0:
-            return self._throttled(request, wait)
+        wait = self.gate.account_wait(account, now)
+        if wait is not None:
+            return self._answer(request, 429, throttled(request, wait))
         self._check(request, account, password, address, host, ttl)
         return NOT_DONE_YET
 
     def _check(self, request: Request, account: JID, password: str, address: str, host: str,
                ttl: int | None) -> None:
-        gone: list[Failure] = []
-        request.notifyFinish().addErrback(gone.append)
-        self._in_flight[address] += 1
+        def ok(reply: Reply) -> None:
+            if not reply.gone:
+                reply.send(self._issue(request, account, ttl, self.clock.seconds(), host))
 
-        def send(body: bytes) -> None:
-            if not gone:
-                request.setHeader(b"content-length", str(len(body)).encode("ascii"))
-                request.write(body)
-                request.finish()
+        def wrong(reply: Reply) -> None:
+            reply.send(self._challenge(request, "wrong account or password"))
 
-        def checked(ok: bool) -> None:
-            now = self.clock.seconds()
-            if not ok:
-                self._failed(address, str(account), host, "wrong password or disabled account")
-                send(self._challenge(request, "wrong account or password"))
-                return
-            self.accounts.reset(str(account))
-            if not gone:
-                send(self._issue(request, account, ttl, now, host))
-
-        def failed(failure: Failure) -> None:
+        def error(reply: Reply, failure: Failure) -> None:
             log.failure("TURN credentials for {account}: the directory could not be read",
                         failure, account=str(account))
-            send(self._answer(request, 503, {"error": "the account directory is unavailable"}))
+            reply.send(self._answer(request, 503, {"error": "the account directory is unavailable"}))
 
-        def done(result: object) -> object:
-            self._in_flight[address] -= 1
-            if self._in_flight[address] <= 0:
-                del self._in_flight[address]
-            return result
-
-        d = self.directory.verify_password(account.local, account.domain, password)
-        d.addBoth(done).addCallback(checked).addErrback(failed)
+        self.gate.verify(request, account, password, address, host, ok, wrong, error)
 
     def _issue(self, request: Request, account: JID, ttl: int | None, now: float, host: str) -> bytes:
         credentials = issue(self.settings.turn, str(account), now, ttl)
@@ -218,15 +180,12 @@ class TurnCredentialsResource(Resource):
                  account=str(account), host=host, ttl=credentials.ttl)
         return self._answer(request, 200, credentials.as_json())
 
-    def _failed(self, address: str, account: str | None, host: str, reason: str) -> None:
-        now = self.clock.seconds()
-        delays = [self.addresses.failure(address, now)]
-        if account is not None:
-            delays.append(self.accounts.failure(account, now))
-        if max(delays) > 0:
+    def _report(self, account: str, host: str, reason: str, delay: float) -> None:
+        """Log a failed login (the gate has counted it): at info once it earns a wait."""
+        if delay > 0:
             log.info("TURN credentials: failed login for {account} from {host} ({reason}); further "
-                     "attempts refused for {delay:.0f} s", account=account or "(none)", host=host,
-                     reason=reason, delay=max(delays))
+                     "attempts refused for {delay:.0f} s", account=account, host=host,
+                     reason=reason, delay=delay)
         else:
             log.debug("TURN credentials: failed login for {account} from {host} ({reason})",
-                      account=account or "(none)", host=host, reason=reason)
+                      account=account, host=host, reason=reason)

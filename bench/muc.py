@@ -74,7 +74,7 @@ def bench_core(occupants: int, messages: int) -> None:
     delivered = sum(len(service.handle(message, now)) for _ in range(messages))
     elapsed = time.perf_counter() - started
     report(f"core: groupchat messages reflected to {occupants}", messages, elapsed)
-    report(f"core: stanzas produced", delivered, elapsed)
+    report("core: stanzas produced", delivered, elapsed)
 
 
 # -- a minimal client ------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from unirtc.admin import admin_service
 from unirtc.certificates import CertificateService
-from unirtc.settings import Settings
 from unirtc.directory.service import Directory, SchemaBehind
 from unirtc.logging import get_logger, set_level
 from unirtc.plugin import PluginContext, PluginManager, bundled_plugins
+from unirtc.settings import Settings
 from unirtc.sip.service import make_sip_listeners
 from unirtc.tls import CertificateFiles
 from unirtc.turn.responder import StunResponder

@@ -1,7 +1,8 @@
-"""Socket options shared by the stream listeners."""
+"""Socket helpers shared by the listeners."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 
@@ -20,3 +21,11 @@ def no_delay(protocol: Any) -> None:
             transport.setTcpNoDelay(True)
         except OSError:
             pass
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8 and ::1 (a scope suffix such as %lo ignored); False for anything else."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False

@@ -343,7 +343,7 @@ class Prosody:
         (certs / "ca.pem").write_bytes(pem(ca.certificate))
         for folder in ("data",):
             (self.base / folder).mkdir()
-        cafile = f'cafile = base .. "/certs/ca.pem";' if trust_ca else ""
+        cafile = 'cafile = base .. "/certs/ca.pem";' if trust_ca else ""
         user = 'prosody_user = "prosody"' if self.root else ""
         self.config = self.base / "prosody.cfg.lua"
         self.config.write_text(PROSODY_CONFIG.format(base=self.base, user=user, c2s=self.ports["c2s"],

@@ -48,7 +48,7 @@ class ModerationTests(SynchronousTestCase):
         tries to kick an owner, it is not-allowed; an unknown nick is item-not-found.
         """
         self.assertEqual(condition(self.set(ROLAND, "<item nick='Ann' role='none'/>")[0]), "forbidden")
-        self.set(JOE, f"<item jid='ann@falcot.com' affiliation='admin'/>")
+        self.set(JOE, "<item jid='ann@falcot.com' affiliation='admin'/>")
         self.assertEqual(condition(self.set(ANN, "<item nick='Joe' role='none'/>")[0]), "not-allowed")
         self.assertEqual(condition(self.set(JOE, "<item nick='Nobody' role='none'/>")[0]), "item-not-found")
 

@@ -85,7 +85,7 @@ class RoomConfigFormTests(SynchronousTestCase):
                       "<field var='muc#maxhistoryfetch'><value>21</value></field>",
                       "<field var='muc#roomconfig_whois'><value>nobody</value></field>",
                       "<field var='muc#roomconfig_roomdesc'><value>" + "d" * 1025 + "</value></field>",
-                      f"<field var='FORM_TYPE'><value>urn:x</value></field>"):
+                      "<field var='FORM_TYPE'><value>urn:x</value></field>"):
             error = self.assertRaises(FormError, self.apply, inner)
             self.assertTrue("muc#" in str(error) or "FORM_TYPE" in str(error), str(error))
         self.assertRaises(FormError, apply_config, RoomConfig(), DataForm("form"), 100, 20)

@@ -119,8 +119,8 @@ class EnterTests(SynchronousTestCase):
         """
         self.muc.configure(JOE, {"muc#roomconfig_membersonly": "1"})
         self.assertEqual(condition(self.muc.join(ANN, "Ann")[0]), "registration-required")
-        self.muc.iq(JOE, f"<query xmlns='http://jabber.org/protocol/muc#admin'>"
-                         f"<item jid='ann@falcot.com' affiliation='member'/></query>", "set")
+        self.muc.iq(JOE, "<query xmlns='http://jabber.org/protocol/muc#admin'>"
+                         "<item jid='ann@falcot.com' affiliation='member'/></query>", "set")
         out = self.muc.join(ANN, "Ann")
         self.assertEqual(muc_item(to(out, ANN)[-2])["affiliation"], "member")
 

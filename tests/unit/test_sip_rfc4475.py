@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import pathlib
 
 from twisted.trial.unittest import SynchronousTestCase
 

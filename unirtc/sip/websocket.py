@@ -14,7 +14,6 @@ NATs and proxies keep them, and closed when pings go unanswered (a laptop that w
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +25,7 @@ from unirtc.logging import get_logger
 from unirtc.sip.digest import DigestParseError, parse_credentials
 from unirtc.sip.message import SipParseError, SipResponse, is_keepalive, parse
 from unirtc.sip.transport import Hop, Transports
+from unirtc.sockets import is_loopback
 
 log = get_logger("unirtc.sip.websocket")
 
@@ -40,13 +40,6 @@ KEEPALIVE_INTERVAL = 45.0
 DEAD_AFTER = 3 * KEEPALIVE_INTERVAL
 
 AOR = tuple[str, str]
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def _plain_host(host: str) -> str:
@@ -160,7 +153,7 @@ class SipWebSocket:
         address = self.transport.getPeer()
         self.peer = (_plain_host(str(address.host)), int(address.port))
         self.transport_name = "WSS" if self.transport.secure else "WS"
-        if self.transport_name == "WS" and not _is_loopback(self.peer[0]):
+        if self.transport_name == "WS" and not is_loopback(self.peer[0]):
             log.info("SIP over plain WebSocket from {host} refused: only loopback may skip TLS",
                      host=self.peer[0])
             self.transport.loseConnection(POLICY_VIOLATION, "use wss://")

@@ -20,7 +20,6 @@ package folder, bundled by ``commonjs.py`` on first use (by default the checkout
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import math
 import secrets
@@ -34,8 +33,9 @@ from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Request
 from twisted.web.util import redirectTo
 
 from unirtc.config import normalize_origin
-from unirtc.settings import Settings
 from unirtc.logging import get_logger
+from unirtc.settings import Settings
+from unirtc.sockets import is_loopback
 from unirtc.throttle import FailureThrottle, address_key
 from unirtc.turn.issuer import NoTurnSecret, issue
 from unirtc.web.commonjs import BundleError, bundle
@@ -61,13 +61,6 @@ PAGES = {
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; media-src 'self' blob: mediastream:; frame-ancestors 'none'; "
        "base-uri 'none'; form-action 'self'")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def _secure_headers(request: Request, content_type: str) -> None:
@@ -149,7 +142,7 @@ class PhoneSession(Resource):
 
     def render_POST(self, request: Request) -> bytes | int:
         host = request.getClientAddress().host
-        if not request.isSecure() and not _is_loopback(host):
+        if not request.isSecure() and not is_loopback(host):
             return _json(request, 403, {"error": "use HTTPS: passwords are not accepted in clear"})
         content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
         if content_type != b"application/json":

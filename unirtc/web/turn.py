@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import re
 from typing import Any
@@ -26,8 +25,9 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from unirtc.settings import Settings
 from unirtc.logging import get_logger
+from unirtc.settings import Settings
+from unirtc.sockets import is_loopback
 from unirtc.throttle import FailureThrottle, address_key
 from unirtc.turn.issuer import issue
 from unirtc.web.login import MAX_IN_FLIGHT, PasswordGate, Reply, throttled
@@ -68,13 +68,6 @@ def account_of(user: str, domain: str) -> JID | None:
     if jid.local is None or jid.resource is not None or jid.domain != domain:
         return None
     return jid
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class TurnCredentialsResource(Resource):
@@ -131,7 +124,7 @@ class TurnCredentialsResource(Resource):
             return self._answer(request, 503, {"error": "this server issues no TURN credentials "
                                                         "(no [turn] secret is configured)"})
         host = request.getClientAddress().host
-        if not request.isSecure() and not _is_loopback(host):
+        if not request.isSecure() and not is_loopback(host):
             return self._answer(request, 403, {"error": "use HTTPS: passwords are not accepted in clear"})
         try:
             ttl = self._ttl(request)

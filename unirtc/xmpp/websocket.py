@@ -12,7 +12,6 @@ TLS connection under the HTTP channel.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from twisted.words.xish import domish
 from wsproto.frame_protocol import CloseReason
 
 from unirtc.logging import get_logger
+from unirtc.sockets import is_loopback
 from unirtc.xmpp import framing
 from unirtc.xmpp.errors import StreamError
 from unirtc.xmpp.parser import StreamClosed, StreamOpened
@@ -29,13 +29,6 @@ from unirtc.xmpp.stream import CLOSE_TIMEOUT, KEEPALIVE_INTERVAL, Session, XmppS
 log = get_logger("unirtc.xmpp.websocket")
 
 SUBPROTOCOL = "xmpp"
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class WebSocketXmppStream(XmppStream):
@@ -161,7 +154,7 @@ class WebSocketXmppStream(XmppStream):
     def secure(self) -> bool:
         if self.transport is None:
             return False
-        return bool(self.transport.secure) or _is_loopback(self.peer_host)
+        return bool(self.transport.secure) or is_loopback(self.peer_host)
 
     def tls_connection(self) -> Any:
         """The TLS connection under the HTTP channel (SCRAM-PLUS binds to it); None on plain WS."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from unirtc.directory import plugin_store
 from unirtc.directory.models import Account, DigestCredential, DirectoryState, ScramCredential
@@ -148,7 +148,12 @@ def list_accounts(session: Session, domain: str | None = None) -> list[AccountIn
 
 
 def get_credentials(session: Session, localpart: str, domain: str) -> Credentials | None:
-    account = _find(session, localpart, domain)
+    """The account and all its secrets in one query: this runs for every login and REGISTER."""
+    account = session.scalars(
+        select(Account)
+        .where(Account.localpart == localpart, Account.domain == domain)
+        .options(joinedload(Account.scram), joinedload(Account.digest))
+    ).unique().one_or_none()
     if account is None:
         return None
     return Credentials(

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 
 from tests.postgres import PostgresServer
 
 _names = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scratch_working_directory(tmp_path_factory):
+    """Run the tests in a scratch folder: trial's ``TestCase.mktemp()`` and hypothesis write
+    relative to the working directory, which would otherwise be the checkout."""
+    previous = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(previous)
 
 
 @pytest.fixture(scope="session")

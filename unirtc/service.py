@@ -4,7 +4,10 @@
       ├─ Directory           "directory"
       ├─ CertificateService  "certificate"
       ├─ PluginManager       "plugins"
-      └─ MultiService        "listeners"  (web; the protocol listeners join here)
+      └─ MultiService        "listeners"  stopped together, before plugins and directory:
+           admin (admin.sock), web (HTTPS: /health, /turn, /phone, WebSocket transports),
+           stun-udp, stun-tcp, xmpp-sessions, c2s, c2s-tls, components, s2s-links, s2s,
+           sip-bindings, sip-udp-5060, sip-tcp-5060, sip-tls-5061 (one per [sip] listen entry)
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import string
 
 from hypothesis import given, settings
@@ -385,3 +386,30 @@ class LexicalTests(SynchronousTestCase):
         """
         self.assertEqual(parse_params("  "), {})
         self.assertRaises(SipParseError, parse_params, "x=1")
+
+    def test_nestedAngleAndQuotedSeparators(self) -> None:
+        """
+        If < nests, SipParseError is raised; a quoted ; or a lone > does not
+        split parameters.
+        """
+        self.assertRaises(SipParseError, split_commas, "<sip:a@b.com <sip:c@d.com>>")
+        self.assertEqual(parse_params(';a="x;y";b'), {"a": '"x;y"', "b": None})
+        self.assertEqual(split_commas("a>, b"), ["a>", "b"])
+
+
+@given(st.lists(st.one_of(st.integers(0, 999).map(str), st.integers(0, 99).map(lambda n: f"0{n}")),
+                min_size=4, max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_dottedQuadHostsFollowIpaddress(octets: list[str]) -> None:
+    """If a host is a dotted quad, it parses exactly when ipaddress accepts it as IPv4."""
+    host = ".".join(octets)
+    try:
+        ipaddress.IPv4Address(host)
+        valid = True
+    except ValueError:
+        valid = False
+    try:
+        parsed = sip(f"sip:{host}").host
+    except SipParseError:
+        parsed = None
+    assert parsed == (host if valid else None)

@@ -80,9 +80,20 @@ _VIA = re.compile(
 _MAX_UINT32 = 2**32 - 1
 
 
-def _key(name: str) -> str:
+def _fold(name: str) -> str:
     lower = name.lower()
     return COMPACT_FORMS.get(lower, lower).lower()
+
+
+# The usual spellings folded once at import: every header access folds its name, and doing it
+# afresh each time was a visible share of a REGISTER's cost.
+_KEYS = {spelling: _fold(spelling) for name in (*_CANONICAL, *_CANONICAL.values())
+         for spelling in (name, name.lower(), name.upper())}
+
+
+def _key(name: str) -> str:
+    key = _KEYS.get(name)
+    return _fold(name) if key is None else key
 
 
 def canonical_name(name: str) -> str:

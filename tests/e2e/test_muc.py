@@ -7,7 +7,6 @@ server, so a persistent room is seen to survive ``harness.stop(); harness.start(
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from slixmpp import JID
 from slixmpp.exceptions import IqError, PresenceError
 
 from tests.e2e.harness import ServerHarness
+from tests.e2e.xmpp_clients import events, log_in, offline, run, serving, trusting_client
 
 USERS = {name: f"{name}-Passw0rd" for name in ("joe", "roland", "ann", "keith")}
 SERVICE = "conference.falcot.com"
@@ -27,40 +27,17 @@ def server(tmp_path_factory, request):
     harness = ServerHarness(tmp_path_factory.mktemp("muc") / "server")
     for user, password in USERS.items():
         harness.adduser(f"{user}@falcot.com", password)
-    harness.start(wait_for="c2s")
-    yield harness
-    status = harness.stop()
-    if request.session.testsfailed:
-        print(f"--- server log ({harness.log_path}) ---\n{harness.log()}")
-    assert status == 0
+    yield from serving(harness, request)
 
 
 async def online(server: ServerHarness, user: str, resource: str = "muc") -> slixmpp.ClientXMPP:
-    client = slixmpp.ClientXMPP(f"{user}@falcot.com/{resource}", USERS[user], sasl_mech="SCRAM-SHA-256")
-    client.ssl_context.load_verify_locations(str(server.directory / "var" / "certificate.pem"))
-    client.enable_direct_tls, client.enable_plaintext = False, False
-    for plugin in ("xep_0030", "xep_0045", "xep_0199"):
-        client.register_plugin(plugin)
-    started = asyncio.get_running_loop().create_future()
-
-    def on_start(_: Any) -> None:
-        client.send_presence()
-        started.set_result(True)
-
-    client.add_event_handler("session_start", on_start)
-    client.connect(host="127.0.0.1", port=server.ports["c2s"])
-    await asyncio.wait_for(started, TIMEOUT)
-    return client
+    client = trusting_client(f"{user}@falcot.com/{resource}", USERS[user],
+                             server.directory / "var" / "certificate.pem", ("xep_0030", "xep_0045", "xep_0199"))
+    return await log_in(client, server.ports["c2s"])
 
 
 def muc(client: slixmpp.ClientXMPP) -> Any:
     return client.plugin["xep_0045"]
-
-
-def queue(client: slixmpp.ClientXMPP, event: str) -> asyncio.Queue[Any]:
-    received: asyncio.Queue[Any] = asyncio.Queue()
-    client.add_event_handler(event, received.put_nowait)
-    return received
 
 
 async def create(owner: slixmpp.ClientXMPP, room: str, nick: str, values: dict[str, Any]) -> None:
@@ -76,16 +53,6 @@ async def refused(client: slixmpp.ClientXMPP, room: str, nick: str, **kwargs: An
     with pytest.raises(PresenceError) as caught:
         await muc(client).join_muc_wait(JID(room), nick, timeout=TIMEOUT, **kwargs)
     return caught.value.condition
-
-
-async def offline(*clients: slixmpp.ClientXMPP) -> None:
-    for client in clients:
-        client.disconnect()
-    await asyncio.sleep(0.05)
-
-
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 45))
 
 
 def test_configureChatAndHistory(server) -> None:
@@ -110,14 +77,14 @@ def test_configureChatAndHistory(server) -> None:
         assert [str(p["from"]) for p in occupants] == [f"{room}/Joe", f"{room}/Roland"]  # self last
         assert await refused(ann, room, "roland", password="debian") == "conflict"
         await muc(ann).join_muc_wait(JID(room), "Ann", password="debian", timeout=TIMEOUT)
-        inboxes = [queue(c, "groupchat_message") for c in (joe, roland, ann)]
+        inboxes = [events(c, "groupchat_message") for c in (joe, roland, ann)]
         roland.send_message(mto=JID(room), mbody="restarting it now", mtype="groupchat")
         for inbox in inboxes:
             message = await asyncio.wait_for(inbox.get(), TIMEOUT)
             assert (str(message["from"]), message["body"]) == (f"{room}/Roland", "restarting it now")
         await offline(joe, roland, ann)
 
-    run(scenario)
+    run(scenario, 45)
 
 
 def test_kickAndBan(server) -> None:
@@ -130,8 +97,8 @@ def test_kickAndBan(server) -> None:
     async def scenario() -> None:
         joe, roland, ann = [await online(server, user, "kick") for user in ("joe", "roland", "ann")]
         await create(joe, room, "Joe", {})
-        roland_presence = queue(roland, f"muc::{room}::self-presence")
-        ann_presence = queue(ann, f"muc::{room}::self-presence")
+        roland_presence = events(roland, f"muc::{room}::self-presence")
+        ann_presence = events(ann, f"muc::{room}::self-presence")
         await muc(roland).join_muc_wait(JID(room), "Roland", timeout=TIMEOUT)
         await muc(ann).join_muc_wait(JID(room), "Ann", timeout=TIMEOUT)
         await roland_presence.get(), await ann_presence.get()
@@ -145,7 +112,7 @@ def test_kickAndBan(server) -> None:
         assert await muc(joe).get_affiliation_list(JID(room), "outcast", timeout=TIMEOUT) == [JID("ann@falcot.com")]
         await offline(joe, roland, ann)
 
-    run(scenario)
+    run(scenario, 45)
 
 
 def test_membersOnlyRefusal(server) -> None:
@@ -164,7 +131,7 @@ def test_membersOnlyRefusal(server) -> None:
         assert presence["muc"]["affiliation"] == "member"
         await offline(joe, keith)
 
-    run(scenario)
+    run(scenario, 45)
 
 
 def test_temporaryRoomGoneWhenEmpty(server) -> None:
@@ -188,7 +155,7 @@ def test_temporaryRoomGoneWhenEmpty(server) -> None:
         assert room not in [str(item[0]) for item in items["disco_items"]["items"]]
         await offline(joe)
 
-    run(scenario)
+    run(scenario, 45)
 
 
 def test_persistentRoomSurvivesRestart(server) -> None:
@@ -214,7 +181,7 @@ def test_persistentRoomSurvivesRestart(server) -> None:
         assert members == [JID("roland@falcot.com")]
         await offline(joe)
 
-    run(scenario_before)
+    run(scenario_before, 45)
     assert server.stop() == 0
     server.start(wait_for="c2s")
-    run(scenario_after)
+    run(scenario_after, 45)

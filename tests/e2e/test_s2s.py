@@ -22,7 +22,6 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,59 +29,23 @@ import pytest
 import slixmpp
 
 from tests.e2e.harness import BIN, ServerHarness, free_port, wait_for_port
+from tests.e2e.xmpp_clients import chat, events, log_in, offline, run, trusting_client
 from tests.s2s_pki import TestCA, pem, self_signed, write_pair
 
 TIMEOUT = 15.0
 PASSWORD = "Fed-Passw0rd"
 
 
-def run(scenario: Callable[[], Awaitable[None]], limit: float = 60) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), limit))
-
-
 async def online(jid: str, port: int, cafile: Path) -> slixmpp.ClientXMPP:
     """A slixmpp user logged in over STARTTLS (certificate verified against ``cafile``), available."""
-    client = slixmpp.ClientXMPP(jid, PASSWORD)
-    client.register_plugin("xep_0045")
-    client.ssl_context.load_verify_locations(str(cafile))
-    client.enable_direct_tls, client.enable_starttls, client.enable_plaintext = False, True, False
-    started = asyncio.get_running_loop().create_future()
-
-    def on_start(_: Any) -> None:
-        client.send_presence()
-        started.set_result(True)
-
-    client.add_event_handler("session_start", on_start)
-    client.add_event_handler("failed_all_auth", lambda _: started.done() or started.set_exception(
-        RuntimeError(f"{jid} could not log in")))
-    client.connect(host="127.0.0.1", port=port)
-    await asyncio.wait_for(started, TIMEOUT)
-    return client
-
-
-def inbox(client: slixmpp.ClientXMPP, event: str = "message") -> asyncio.Queue[Any]:
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    client.add_event_handler(event, queue.put_nowait)
-    return queue
-
-
-async def chat(sender: slixmpp.ClientXMPP, to: str, received: asyncio.Queue[Any], body: str) -> Any:
-    sender.send_message(mto=to, mbody=body, mtype="chat")
-    message = await asyncio.wait_for(received.get(), TIMEOUT)
-    assert message["body"] == body
-    return message
-
-
-async def offline(*clients: slixmpp.ClientXMPP) -> None:
-    for client in clients:
-        client.disconnect()
-    await asyncio.sleep(0.1)
+    return await log_in(trusting_client(jid, PASSWORD, cafile, ("xep_0045",), sasl_mech=None), port,
+                        timeout=TIMEOUT)
 
 
 async def subscribe(joe: slixmpp.ClientXMPP, alice: slixmpp.ClientXMPP) -> None:
     """joe asks alice (on the other server) for her presence; her client approves; joe gets
     'subscribed' and then her available presence, across both links."""
-    subscribed, available = inbox(joe, "presence_subscribed"), inbox(joe, "presence_available")
+    subscribed, available = events(joe, "presence_subscribed"), events(joe, "presence_available")
     joe.send_presence_subscription(pto="alice@example.org")
     answer = await asyncio.wait_for(subscribed.get(), TIMEOUT)
     assert answer["from"].bare == "alice@example.org"
@@ -99,7 +62,7 @@ async def remote_occupant(joe: slixmpp.ClientXMPP, alice: slixmpp.ClientXMPP) ->
     await muc_joe.join_muc_wait(room, "joe", timeout=TIMEOUT)
     form = await muc_joe.get_room_config(room, timeout=TIMEOUT)
     await muc_joe.set_room_config(room, form, timeout=TIMEOUT)  # accept the defaults: an instant room
-    joe_room, alice_room = inbox(joe, "groupchat_message"), inbox(alice, "groupchat_message")
+    joe_room, alice_room = events(joe, "groupchat_message"), events(alice, "groupchat_message")
     presence, *_ = await muc_alice.join_muc_wait(room, "alice", timeout=TIMEOUT)
     assert presence["from"] == slixmpp.JID("lobby@conference.falcot.com/alice")
     alice.send_message(mto=room, mbody="Hello room, from example.org", mtype="groupchat")
@@ -209,13 +172,13 @@ def test_federationWithCertificates(pair) -> None:
     async def scenario() -> None:
         joe = await online("joe@falcot.com/laptop", falcot.ports["c2s"], pair["ca"])
         alice = await online("alice@example.org/desk", example.ports["c2s"], pair["example_crt"])
-        joe_inbox, alice_inbox, joe_errors = inbox(joe), inbox(alice), inbox(joe, "message_error")
-        message = await chat(joe, "alice@example.org", alice_inbox, "Hello from falcot.com")
+        joe_inbox, alice_inbox, joe_errors = events(joe), events(alice), events(joe, "message_error")
+        message = await chat(joe, "alice@example.org", alice_inbox, "Hello from falcot.com", timeout=TIMEOUT)
         assert str(message["from"]) == "joe@falcot.com/laptop"
-        message = await chat(alice, "joe@falcot.com/laptop", joe_inbox, "Hi Joe, this is example.org")
+        message = await chat(alice, "joe@falcot.com/laptop", joe_inbox, "Hi Joe, this is example.org", timeout=TIMEOUT)
         assert str(message["from"]) == "alice@example.org/desk"
         for n in range(3):  # the link is reused, in order
-            await chat(joe, "alice@example.org", alice_inbox, f"again {n}")
+            await chat(joe, "alice@example.org", alice_inbox, f"again {n}", timeout=TIMEOUT)
         joe.send_message(mto="ghost@unreachable.example", mbody="anyone?", mtype="chat")
         error = await asyncio.wait_for(joe_errors.get(), TIMEOUT)
         assert error["error"]["condition"] == "remote-server-not-found"
@@ -257,9 +220,9 @@ def test_federationWithDialback(pair) -> None:
     async def scenario() -> None:
         joe = await online("joe@falcot.com/laptop", falcot.ports["c2s"], pair["ca"])
         alice = await online("alice@example.org/desk", example.ports["c2s"], pair["example_crt"])
-        joe_inbox, alice_inbox = inbox(joe), inbox(alice)
-        await chat(joe, "alice@example.org", alice_inbox, "Dialback hello")
-        await chat(alice, "joe@falcot.com/laptop", joe_inbox, "Dialback reply")
+        joe_inbox, alice_inbox = events(joe), events(alice)
+        await chat(joe, "alice@example.org", alice_inbox, "Dialback hello", timeout=TIMEOUT)
+        await chat(alice, "joe@falcot.com/laptop", joe_inbox, "Dialback reply", timeout=TIMEOUT)
         await remote_occupant(joe, alice)  # conference.falcot.com is verified by dialback too
         await offline(joe, alice)
 
@@ -441,10 +404,10 @@ def test_prosodyFederation(tmp_path, request, trusted: bool) -> None:
         async def scenario() -> None:
             joe = await online("joe@falcot.com/laptop", falcot.ports["c2s"], certs / "ca.pem")
             bob = await online("bob@example.net/phone", prosody.ports["c2s"], certs / "ca.pem")
-            joe_inbox, bob_inbox = inbox(joe), inbox(bob)
-            message = await chat(joe, "bob@example.net", bob_inbox, "Hello Prosody, from unirtc")
+            joe_inbox, bob_inbox = events(joe), events(bob)
+            message = await chat(joe, "bob@example.net", bob_inbox, "Hello Prosody, from unirtc", timeout=TIMEOUT)
             assert str(message["from"]) == "joe@falcot.com/laptop"
-            message = await chat(bob, "joe@falcot.com/laptop", joe_inbox, "Hello unirtc, from Prosody")
+            message = await chat(bob, "joe@falcot.com/laptop", joe_inbox, "Hello unirtc, from Prosody", timeout=TIMEOUT)
             assert str(message["from"]) == "bob@example.net/phone"
             await offline(joe, bob)
 

@@ -12,7 +12,6 @@ import base64
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from OpenSSL import SSL
 from slixmpp.componentxmpp import ComponentXMPP
 
 from tests.e2e.harness import ServerHarness
+from tests.e2e.xmpp_clients import chat, events, log_in, offline, run, serving, trusting_client
 from tests.protocol.xmpp_helpers import scram_client_final
 
 PASSWORDS = {"joe": "joe-Passw0rd", "roland": "roland-Passw0rd"}
@@ -37,65 +37,15 @@ def server(tmp_path_factory, request):
                             config={"components": {COMPONENT: COMPONENT_SECRET}})
     for user, password in PASSWORDS.items():
         harness.adduser(f"{user}@falcot.com", password)
-    harness.start(wait_for="c2s")
-    yield harness
-    status = harness.stop()
-    if request.session.testsfailed:
-        print(f"--- server log ({harness.log_path}) ---\n{harness.log()}")
-    assert status == 0
-
-
-def make_client(server: ServerHarness, jid: str, password: str, direct_tls: bool = False) -> slixmpp.ClientXMPP:
-    """A slixmpp client that trusts the test certificate and uses exactly one kind of TLS."""
-    client = slixmpp.ClientXMPP(jid, password, sasl_mech="SCRAM-SHA-256")
-    client.ssl_context.load_verify_locations(str(server.directory / "var" / "certificate.pem"))
-    client.enable_direct_tls = direct_tls
-    client.enable_starttls = not direct_tls
-    client.enable_plaintext = False
-    for plugin in ("xep_0030", "xep_0199"):
-        client.register_plugin(plugin)
-    return client
+    yield from serving(harness, request)
 
 
 async def online(server: ServerHarness, user: str, resource: str, direct_tls: bool = False) -> slixmpp.ClientXMPP:
-    """Log in (SCRAM-SHA-256), send presence, and return once the session has started."""
-    client = make_client(server, f"{user}@falcot.com/{resource}", PASSWORDS[user], direct_tls)
-    started = asyncio.get_running_loop().create_future()
-
-    def on_start(_: Any) -> None:
-        client.send_presence()
-        started.set_result(True)
-
-    client.add_event_handler("session_start", on_start)
-    client.add_event_handler("failed_all_auth", lambda _: started.done() or started.set_exception(
-        RuntimeError(f"{user} could not log in")))
-    port = server.ports["c2s_direct_tls" if direct_tls else "c2s"]
-    client.connect(host="127.0.0.1", port=port)
-    await asyncio.wait_for(started, TIMEOUT)
-    return client
-
-
-def inbox(client: slixmpp.ClientXMPP) -> asyncio.Queue[Any]:
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    client.add_event_handler("message", queue.put_nowait)
-    return queue
-
-
-async def exchange(sender: slixmpp.ClientXMPP, to: str, received: asyncio.Queue[Any], body: str) -> Any:
-    sender.send_message(mto=to, mbody=body, mtype="chat")
-    message = await asyncio.wait_for(received.get(), TIMEOUT)
-    assert message["body"] == body
-    return message
-
-
-async def offline(*clients: slixmpp.ClientXMPP) -> None:
-    for client in clients:
-        client.disconnect()
-    await asyncio.sleep(0.05)
-
-
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 45))
+    """Log in (SCRAM-SHA-256, exactly one kind of TLS), send presence, return once the session started."""
+    client = trusting_client(f"{user}@falcot.com/{resource}", PASSWORDS[user],
+                             server.directory / "var" / "certificate.pem", ("xep_0030", "xep_0199"),
+                             direct_tls=direct_tls)
+    return await log_in(client, server.ports["c2s_direct_tls" if direct_tls else "c2s"])
 
 
 def test_starttlsScramChat(server) -> None:
@@ -107,14 +57,14 @@ def test_starttlsScramChat(server) -> None:
         joe = await online(server, "joe", "laptop")
         roland = await online(server, "roland", "desk")
         assert joe.plugin["feature_mechanisms"].mech.name == "SCRAM-SHA-256"
-        joe_inbox, roland_inbox = inbox(joe), inbox(roland)
-        message = await exchange(joe, "roland@falcot.com", roland_inbox, "Hello Roland")
+        joe_inbox, roland_inbox = events(joe), events(roland)
+        message = await chat(joe, "roland@falcot.com", roland_inbox, "Hello Roland")
         assert str(message["from"]) == "joe@falcot.com/laptop"
-        message = await exchange(roland, "joe@falcot.com/laptop", joe_inbox, "Hi Joe, ça va ?")
+        message = await chat(roland, "joe@falcot.com/laptop", joe_inbox, "Hi Joe, ça va ?")
         assert str(message["from"]) == "roland@falcot.com/desk"
         await offline(joe, roland)
 
-    run(scenario)
+    run(scenario, 45)
     log = server.log()
     assert "joe@falcot.com authenticated from 127.0.0.1 with SCRAM-SHA-256" in log
 
@@ -126,12 +76,12 @@ def test_directTlsChatsWithStarttls(server) -> None:
     async def scenario() -> None:
         joe = await online(server, "joe", "direct", direct_tls=True)
         roland = await online(server, "roland", "starttls")
-        joe_inbox, roland_inbox = inbox(joe), inbox(roland)
-        await exchange(joe, "roland@falcot.com/starttls", roland_inbox, "over direct TLS")
-        await exchange(roland, "joe@falcot.com/direct", joe_inbox, "over STARTTLS")
+        joe_inbox, roland_inbox = events(joe), events(roland)
+        await chat(joe, "roland@falcot.com/starttls", roland_inbox, "over direct TLS")
+        await chat(roland, "joe@falcot.com/direct", joe_inbox, "over STARTTLS")
         await offline(joe, roland)
 
-    run(scenario)
+    run(scenario, 45)
 
 
 def test_wrongPasswordIsNotAuthorized(server) -> None:
@@ -139,7 +89,8 @@ def test_wrongPasswordIsNotAuthorized(server) -> None:
     If a client logs in with a wrong password, SASL fails with not-authorized and no session starts.
     """
     async def scenario() -> None:
-        client = make_client(server, "joe@falcot.com/wrong", "not-the-password")
+        client = trusting_client("joe@falcot.com/wrong", "not-the-password",
+                                 server.directory / "var" / "certificate.pem", ("xep_0030", "xep_0199"))
         failed = asyncio.get_running_loop().create_future()
         client.add_event_handler("failed_auth", lambda stanza: failed.done() or failed.set_result(stanza["condition"]))
         client.add_event_handler("session_start", lambda _: failed.set_exception(AssertionError("logged in")))
@@ -147,7 +98,7 @@ def test_wrongPasswordIsNotAuthorized(server) -> None:
         assert await asyncio.wait_for(failed, TIMEOUT) == "not-authorized"
         client.abort()
 
-    run(scenario)
+    run(scenario, 45)
     assert "Authentication failed for joe@falcot.com from 127.0.0.1" in server.log()
 
 
@@ -164,7 +115,7 @@ def test_pingAndDisco(server) -> None:
         assert {"urn:xmpp:ping", "http://jabber.org/protocol/disco#info"} <= info["disco_info"]["features"]
         await offline(joe)
 
-    run(scenario)
+    run(scenario, 45)
 
 
 def raw_attack(server: ServerHarness, payload: bytes, header: bool = True) -> bytes:
@@ -206,16 +157,16 @@ def test_hostileClientsDoNotDisturbOthers(server) -> None:
     async def scenario() -> None:
         joe = await online(server, "joe", "witness")
         roland = await online(server, "roland", "witness")
-        roland_inbox = inbox(roland)
+        roland_inbox = events(roland)
         loop = asyncio.get_running_loop()
         for number, (payload, header, expected) in enumerate(attacks):
             answer = await loop.run_in_executor(None, raw_attack, server, payload, header)
             assert expected in answer, answer[-300:]
             assert answer.endswith(b"</stream:stream>")
-            await exchange(joe, "roland@falcot.com/witness", roland_inbox, f"still here after attack {number}")
+            await chat(joe, "roland@falcot.com/witness", roland_inbox, f"still here after attack {number}")
         await offline(joe, roland)
 
-    run(scenario)
+    run(scenario, 45)
 
 
 def test_componentExchangesWithUser(server) -> None:
@@ -235,13 +186,13 @@ def test_componentExchangesWithUser(server) -> None:
         component.connect()
         await asyncio.wait_for(started, TIMEOUT)
         joe = await online(server, "joe", "component")
-        joe_inbox = inbox(joe)
+        joe_inbox = events(joe)
         joe.send_message(mto=f"echo@{COMPONENT}", mbody="hello bot", mtype="chat")
         reply = await asyncio.wait_for(joe_inbox.get(), TIMEOUT)
         assert (str(reply["from"]), reply["body"]) == (f"echo@{COMPONENT}", "echo: hello bot")
         await offline(joe, component)
 
-    run(scenario)
+    run(scenario, 45)
 
 
 def test_sameResourceReplacesOldSession(server) -> None:
@@ -256,10 +207,10 @@ def test_sameResourceReplacesOldSession(server) -> None:
         second = await online(server, "joe", "twice")
         await asyncio.wait_for(closed, TIMEOUT)
         roland = await online(server, "roland", "conflict")
-        await exchange(roland, "joe@falcot.com/twice", inbox(second), "to the new one")
+        await chat(roland, "joe@falcot.com/twice", events(second), "to the new one")
         await offline(second, roland)
 
-    run(scenario)
+    run(scenario, 45)
     assert "joe@falcot.com/twice logged in again; closing the older session" in server.log()
 
 

@@ -8,7 +8,6 @@ server. slixmpp runs on its own asyncio loop in the test process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,6 +16,7 @@ import slixmpp
 from slixmpp.exceptions import IqError
 
 from tests.e2e.harness import ServerHarness
+from tests.e2e.xmpp_clients import events, log_in, offline, run, serving, trusting_client
 
 USERS = ("joe", "roland", "ann", "bob", "carol", "dave")
 TIMEOUT = 10.0
@@ -34,43 +34,22 @@ def server(tmp_path_factory, request):
     harness.adduser(f"{USERS[0]}@falcot.com", password(USERS[0]))  # creates the database
     with ThreadPoolExecutor(len(USERS)) as pool:  # each unirtc-ctl is a process: run them together
         list(pool.map(lambda user: harness.adduser(f"{user}@falcot.com", password(user)), USERS[1:]))
-    harness.start(wait_for="c2s")
-    yield harness
-    status = harness.stop()
-    if request.session.testsfailed:
-        print(f"--- server log ({harness.log_path}) ---\n{harness.log()}")
-    assert status == 0
+    yield from serving(harness, request)
 
 
 async def online(server: ServerHarness, user: str, resource: str, presence: bool = True,
                  secret: str | None = None) -> slixmpp.ClientXMPP:
     """Log in over STARTTLS with SCRAM-SHA-256; subscriptions are answered by the test, not slixmpp."""
-    client = slixmpp.ClientXMPP(f"{user}@falcot.com/{resource}", secret or password(user), sasl_mech="SCRAM-SHA-256")
-    client.ssl_context.load_verify_locations(str(server.directory / "var" / "certificate.pem"))
-    client.enable_direct_tls, client.enable_plaintext = False, False
+    client = trusting_client(f"{user}@falcot.com/{resource}", secret or password(user),
+                             server.directory / "var" / "certificate.pem", PLUGINS)
     client.auto_authorize, client.auto_subscribe = None, False
-    for plugin in PLUGINS:
-        client.register_plugin(plugin)
-    started = asyncio.get_running_loop().create_future()
 
-    async def on_start(_: Any) -> None:
+    async def on_start() -> None:
         await client.get_roster()
         if presence:
             client.send_presence()
-        started.done() or started.set_result(True)
 
-    client.add_event_handler("session_start", on_start)
-    client.add_event_handler("failed_all_auth", lambda _: started.done() or started.set_exception(
-        RuntimeError(f"{user} could not log in")))
-    client.connect(host="127.0.0.1", port=server.ports["c2s"])
-    await asyncio.wait_for(started, TIMEOUT)
-    return client
-
-
-def events(client: slixmpp.ClientXMPP, name: str) -> asyncio.Queue[Any]:
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    client.add_event_handler(name, queue.put_nowait)
-    return queue
+    return await log_in(client, server.ports["c2s"], on_start)
 
 
 async def next_from(queue: asyncio.Queue[Any], sender: str, timeout: float = TIMEOUT) -> Any:
@@ -81,16 +60,6 @@ async def next_from(queue: asyncio.Queue[Any], sender: str, timeout: float = TIM
             if sender in (str(stanza["from"]), str(stanza["from"].bare)):
                 return stanza
     return await asyncio.wait_for(wait(), timeout)
-
-
-async def offline(*clients: slixmpp.ClientXMPP) -> None:
-    for client in clients:
-        client.disconnect()
-    await asyncio.sleep(0.1)
-
-
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
 async def roster_item(client: slixmpp.ClientXMPP, jid: str) -> dict[str, Any]:

@@ -32,7 +32,8 @@ from wsproto.events import (
 
 from tests.e2e.browser import NODE_MODULES, Browser, Page
 from tests.e2e.harness import ServerHarness
-from tests.e2e.test_xmpp_c2s import PASSWORDS, inbox, online
+from tests.e2e.test_xmpp_c2s import PASSWORDS, online
+from tests.e2e.xmpp_clients import events, serving
 from tests.protocol.xmpp_helpers import scram_client_final
 from unirtc.xmpp.channel_binding import server_end_point
 
@@ -97,12 +98,7 @@ def server(tmp_path_factory, request):
     harness = ServerHarness(tmp_path_factory.mktemp("xmpp-ws") / "server")
     for user, password in PASSWORDS.items():
         harness.adduser(f"{user}@falcot.com", password)
-    harness.start(wait_for="web")
-    yield harness
-    status = harness.stop()
-    if request.session.testsfailed:
-        print(f"--- server log ({harness.log_path}) ---\n{harness.log()}")
-    assert status == 0
+    yield from serving(harness, request, wait_for="web")
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +134,7 @@ def test_stropheInChromiumChatsWithSlixmpp(server, browser) -> None:
 
     async def scenario() -> None:
         roland = await online(server, "roland", "desk")
-        roland_inbox = inbox(roland)
+        roland_inbox = events(roland)
         service = f"wss://falcot.com:{server.ports['web']}/xmpp-websocket"
         login = await asyncio.to_thread(page.evaluate, LOGIN, {
             "service": service, "jid": "joe@falcot.com/browser", "password": PASSWORDS["joe"]}, TIMEOUT)
